@@ -1,0 +1,306 @@
+"""Times the jitted seq-JEPA training step at the official model sizes.
+
+Run from the repository root:
+
+  python experiments/bench_step.py --steps 5 --output experiments/results/bench_step_cpu.jsonl
+  python experiments/bench_step.py --steps 5 --xla_cpu_fast \
+      --output experiments/results/bench_step_cpu.jsonl
+  python experiments/bench_step.py --recipe 3diebench --batch 128 --dtype bfloat16  # one run
+
+What it measures: one full training step as `train.py` runs it (`make_train_step` +
+`jit_train_step` on a `make_mesh()` mesh): the EMA target encoder on the target view, the online
+ResNet-18 on the M_tr = 3 observation views, the action projection, the 3-layer 4-head aggregator,
+the predictor 768→1024→512, the two online probes, Adam and the EMA update (spec §1-§2, §4.1).
+Inputs are random arrays of the right shapes (V = 4 views, the same batch every step), so the
+input pipeline is not included. Recipes (spec §5.3):
+
+- `3diebench`: 128 px, ImageNet stem, d_a = 4 (rotation quaternions), 55 classes;
+- `cifar100`: 32 px, CIFAR stem, d_a = 9 (augmentation parameters), 100 classes.
+
+`--dtype` is the model's compute dtype (parameters, BN statistics, LayerNorms and the loss stay
+float32). Each measurement prints one JSON line with the keys of `RECORD_KEYS`: `compile_s` is the
+time of `.lower().compile()`; after one untimed warm-up step, `--steps` steps are timed one by one,
+each blocking on the new state and metrics (`jax.block_until_ready`); `images_per_s` is
+batch · V / median step time; `peak_rss_mib` is the process's peak resident memory
+(`resource.getrusage`). Without `--recipe` the default set (`DEFAULT_MEASUREMENTS`: 3diebench at
+batch 32 and cifar100 at batch 64, each in float32 and bfloat16) runs, each measurement in a fresh
+subprocess so that the peak RSS is its own. `--xla_cpu_fast` runs the measurement(s) with
+`XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=reduce` (first_probe_findings.md: ~1.8x faster
+on the project's CPU). `--width`, `--stage_sizes` and `--image_size` shrink the encoder for smoke
+tests; the recorded measurements use the official sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+RECIPES = {
+    "3diebench": {"image_size": 128, "stem": "imagenet", "action_dim": 4, "num_classes": 55},
+    "cifar100": {"image_size": 32, "stem": "cifar", "action_dim": 9, "num_classes": 100},
+}
+DTYPES = ("float32", "bfloat16")
+DEFAULT_MEASUREMENTS = (
+    ("3diebench", 32, "float32"),
+    ("3diebench", 32, "bfloat16"),
+    ("cifar100", 64, "float32"),
+    ("cifar100", 64, "bfloat16"),
+)
+RECORD_KEYS = (
+    "recipe",
+    "batch",
+    "dtype",
+    "devices",
+    "compile_s",
+    "step_s_median",
+    "step_s_min",
+    "step_s_max",
+    "images_per_s",
+    "peak_rss_mib",
+    "xla_flags",
+)
+FAST_XLA_FLAG = "--xla_cpu_experimental_ynn_fusion_type=reduce"
+NUM_OBS = 3  # M_tr (official --seq-len 3), so V = 4 views per sample.
+
+
+def measure(
+    recipe: str,
+    batch: int,
+    dtype: str,
+    steps: int = 5,
+    *,
+    width: int = 64,
+    stage_sizes: Sequence[int] = (2, 2, 2, 2),
+    image_size: int | None = None,
+    seed: int = 0,
+) -> dict:
+    """Compiles and times the training step once; returns the JSON record (see RECORD_KEYS).
+
+    JAX is imported here, so that a command-line run can set XLA_FLAGS before it is loaded.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from seqjepa_jax import optimizers, schedules
+    from seqjepa_jax.models.heads import OnlineProbes
+    from seqjepa_jax.models.seqjepa import SeqJEPA
+    from seqjepa_jax.sharding import batch_sharded, make_mesh, replicated
+    from seqjepa_jax.state import init_train_state
+    from seqjepa_jax.train_step import jit_train_step, make_train_step
+
+    if recipe not in RECIPES:
+        raise ValueError(f"Unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}.")
+    if dtype not in DTYPES:
+        raise ValueError(f"Unknown dtype {dtype!r}; choose one of {DTYPES}.")
+    if steps < 1:
+        raise ValueError(f"Need at least one timed step, got steps={steps}.")
+    spec = RECIPES[recipe]
+    size = image_size or spec["image_size"]
+    action_dim = spec["action_dim"]
+    model = SeqJEPA(
+        action_dim=action_dim,
+        stem=spec["stem"],
+        width=width,
+        stage_sizes=tuple(stage_sizes),
+        act_proj_dim=128,
+        num_heads=4,
+        num_layers=3,
+        mlp_ratio=4,
+        pred_hidden=1024,
+        # Official augmentation path: the last observation's action row is zero before projection
+        # (spec §2.2 step 3, Q29); the 3DIEBench path projects the real relative action.
+        zero_last_action_before_projection=recipe == "cifar100",
+        dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32,
+    )
+    probes = OnlineProbes(spec["num_classes"], action_dim, hidden=1024)
+    # The official schedules (spec §4.1, §1.2); their values do not change the step's cost.
+    steps_per_epoch = 100
+    learning_rate = schedules.learning_rate_schedule(
+        "official_warmup_constant",
+        base_lr=4e-4,
+        initial_lr=1e-5,
+        warmup_epochs=20,
+        total_epochs=1000,
+        steps_per_epoch=steps_per_epoch,
+    )
+    ema_decay = schedules.ema_decay_schedule(
+        "epoch", tau_base=0.996, total_epochs=1000, steps_per_epoch=steps_per_epoch
+    )
+    optimizer = optimizers.build_optimizer("adam", learning_rate)
+    mesh = make_mesh()
+
+    def init(key: jax.Array):
+        return init_train_state(
+            key,
+            model,
+            probes,
+            optimizer,
+            num_obs_views=NUM_OBS,
+            image_shape=(size, size, 3),
+            use_ema=True,
+        )
+
+    state = jax.jit(init, out_shardings=replicated(mesh))(jax.random.PRNGKey(seed))
+    rng = np.random.default_rng(seed)
+    host_batch = {
+        "views": rng.normal(size=(batch, NUM_OBS + 1, size, size, 3)).astype(np.float32),
+        "actions": rng.normal(size=(batch, NUM_OBS, action_dim)).astype(np.float32),
+        "label": rng.integers(0, spec["num_classes"], size=batch).astype(np.int32),
+    }
+    device_batch = jax.device_put(host_batch, batch_sharded(mesh))
+    step_fn = jit_train_step(
+        make_train_step(model, probes, optimizer, learning_rate, ema_decay), mesh
+    )
+
+    start = time.perf_counter()
+    compiled = step_fn.lower(state, device_batch).compile()
+    compile_s = time.perf_counter() - start
+
+    state, metrics = compiled(state, device_batch)  # warm-up (first execution), not timed
+    jax.block_until_ready((state, metrics))
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        state, metrics = compiled(state, device_batch)
+        jax.block_until_ready((state, metrics))
+        times.append(time.perf_counter() - start)
+    if not np.isfinite(float(metrics["loss"])):
+        raise FloatingPointError(f"Non-finite loss {float(metrics['loss'])} in the benchmark.")
+
+    median = statistics.median(times)
+    return {
+        "recipe": recipe,
+        "batch": batch,
+        "dtype": dtype,
+        "devices": jax.device_count(),
+        "compile_s": round(compile_s, 3),
+        "step_s_median": round(median, 4),
+        "step_s_min": round(min(times), 4),
+        "step_s_max": round(max(times), 4),
+        "images_per_s": round(batch * (NUM_OBS + 1) / median, 2),
+        # ru_maxrss is in KiB on Linux.
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def subprocess_env(xla_cpu_fast: bool) -> dict[str, str]:
+    """This process's environment, with the fast XLA:CPU flag appended to XLA_FLAGS if asked."""
+    env = dict(os.environ)
+    if xla_cpu_fast and FAST_XLA_FLAG not in env.get("XLA_FLAGS", ""):
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {FAST_XLA_FLAG}".strip()
+    return env
+
+
+def _measure_in_subprocess(args: argparse.Namespace, recipe: str, batch: int, dtype: str) -> str:
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        f"--recipe={recipe}",
+        f"--batch={batch}",
+        f"--dtype={dtype}",
+        f"--steps={args.steps}",
+        f"--width={args.width}",
+        f"--stage_sizes={','.join(map(str, args.stage_sizes))}",
+        f"--seed={args.seed}",
+    ]
+    if args.image_size:
+        command.append(f"--image_size={args.image_size}")
+    result = subprocess.run(
+        command,
+        env=subprocess_env(args.xla_cpu_fast),
+        stdout=subprocess.PIPE,
+        check=True,
+        text=True,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if len(lines) != 1:
+        raise RuntimeError(f"Expected one JSON line from {command}, got: {result.stdout!r}")
+    return lines[0]
+
+
+def _parse_stage_sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default=None,
+        help="one measurement of this recipe (default: DEFAULT_MEASUREMENTS)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="global batch (default: 32 for 3diebench, 64 for cifar100)",
+    )
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default="float32", help="model compute dtype (with --recipe)"
+    )
+    parser.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up")
+    parser.add_argument(
+        "--xla_cpu_fast", action="store_true", help=f"run with XLA_FLAGS={FAST_XLA_FLAG}"
+    )
+    parser.add_argument("--width", type=int, default=64, help="ResNet first-stage width")
+    parser.add_argument(
+        "--stage_sizes",
+        type=_parse_stage_sizes,
+        default=(2, 2, 2, 2),
+        help="BasicBlocks per stage, comma-separated",
+    )
+    parser.add_argument(
+        "--image_size", type=int, default=None, help="override the recipe's image size"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=None, help="append the JSON lines to this file")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    """Runs the requested measurement(s); prints (and optionally appends) one JSON line each."""
+    args = parse_args(argv)
+    if args.recipe is None:
+        lines = []
+        for recipe, batch, dtype in DEFAULT_MEASUREMENTS:
+            line = _measure_in_subprocess(args, recipe, batch, dtype)
+            print(line, flush=True)
+            lines.append(line)
+    else:
+        batch = args.batch or (32 if args.recipe == "3diebench" else 64)
+        if args.xla_cpu_fast and FAST_XLA_FLAG not in os.environ.get("XLA_FLAGS", ""):
+            # XLA reads its flags when JAX starts: measure in a process that starts with them.
+            line = _measure_in_subprocess(args, args.recipe, batch, args.dtype)
+        else:
+            record = measure(
+                args.recipe,
+                batch,
+                args.dtype,
+                args.steps,
+                width=args.width,
+                stage_sizes=args.stage_sizes,
+                image_size=args.image_size,
+                seed=args.seed,
+            )
+            line = json.dumps(record)
+        print(line, flush=True)
+        lines = [line]
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "a") as f:
+            f.writelines(line + "\n" for line in lines)
+    return [json.loads(line) for line in lines]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Start-up validation of a run's configuration: every problem named before anything compiles.
+
+A bad field costs nothing here and minutes (or a cluster slot) later, so `validate_config` checks
+everything that can be checked from the config and the device count alone and raises one
+`ValueError` listing each problem with the field's full name and how to fix it. Checks that need
+the data (views per object on disk, object counts) run in the data layer, also before compiling.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from seqjepa_jax.data import latents as latents_lib
+from seqjepa_jax.models.resnet import STEMS
+from seqjepa_jax.optimizers import OPTIMIZERS
+from seqjepa_jax.schedules import EMA_UNITS, LR_SCHEDULES
+
+DATASETS = ("procedural", "3diebench")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def encoder_stride(stem: str, num_stages: int) -> int:
+    """Total downsampling of the ResNet: 4 (ImageNet stem) or 1 (CIFAR), ×2 per later stage."""
+    return (4 if stem == "imagenet" else 1) * 2 ** max(num_stages - 1, 0)
+
+
+def token_width(model: ml_collections.ConfigDict, action_dim: int) -> int:
+    """Aggregator token width implied by the model config (spec §2.1)."""
+    embedding = model.width * 2 ** (len(model.stage_sizes) - 1)
+    if not model.act_cond:
+        return embedding
+    if model.learn_act_emb:
+        return embedding + model.act_proj_dim
+    return embedding + action_dim + (-(embedding + action_dim) % model.num_heads)
+
+
+def validate_config(
+    config: ml_collections.ConfigDict, *, device_count: int, process_count: int = 1
+) -> None:
+    """Raises ValueError naming every invalid field of `config` (see the module docstring)."""
+    problems: list[str] = []
+
+    def check(condition: bool, message: str) -> None:
+        if not condition:
+            problems.append(message)
+
+    data, model, train, evaluation = config.data, config.model, config.train, config.eval
+    check(
+        data.name in DATASETS,
+        f"config.data.name={data.name!r} is unknown; use one of {DATASETS}.",
+    )
+    latent_ok = data.latent_type in latents_lib.LATENT_TYPES
+    check(
+        latent_ok,
+        f"config.data.latent_type={data.latent_type!r} is unknown; use one of "
+        f"{latents_lib.LATENT_TYPES}.",
+    )
+    check(model.stem in STEMS, f"config.model.stem={model.stem!r} is unknown; use one of {STEMS}.")
+    check(
+        model.compute_dtype in COMPUTE_DTYPES,
+        f"config.model.compute_dtype={model.compute_dtype!r}; use one of {COMPUTE_DTYPES}.",
+    )
+    check(train.seq_len >= 1, f"config.train.seq_len={train.seq_len}: M_tr must be >= 1.")
+    views_needed = train.seq_len + 1
+    check(
+        views_needed <= data.views_per_object,
+        f"config.train.seq_len={train.seq_len} needs M_tr + 1 = {views_needed} distinct views per "
+        f"object but config.data.views_per_object={data.views_per_object}; lower seq_len or use "
+        "more views per object.",
+    )
+    m_val = tuple(evaluation.m_val)
+    check(
+        len(m_val) > 0 and min(m_val) >= 1,
+        f"config.eval.m_val={m_val} must list observation counts >= 1.",
+    )
+    if m_val:
+        eval_views = max(max(m_val), train.seq_len, 2) + 1
+        check(
+            eval_views <= data.views_per_object,
+            f"config.eval.m_val={m_val} needs {eval_views} views per object but "
+            f"config.data.views_per_object={data.views_per_object}; drop the largest M_val.",
+        )
+    check(
+        train.batch_size >= 1 and train.batch_size % device_count == 0,
+        f"config.train.batch_size={train.batch_size} is not a positive multiple of the "
+        f"{device_count} devices; use a multiple of {device_count}.",
+    )
+    check(
+        train.batch_size % process_count == 0,
+        f"config.train.batch_size={train.batch_size} is not divisible by the {process_count} "
+        "hosts.",
+    )
+    check(
+        evaluation.batch_size >= 1 and evaluation.batch_size % device_count == 0,
+        f"config.eval.batch_size={evaluation.batch_size} is not a positive multiple of the "
+        f"{device_count} devices.",
+    )
+    if latent_ok:
+        width = token_width(model, latents_lib.action_dim(data.latent_type))
+        check(
+            model.num_heads >= 1 and width % model.num_heads == 0,
+            f"config.model.num_heads={model.num_heads} does not divide the aggregator token width "
+            f"{width} (= encoder width + config.model.act_proj_dim); change one of them.",
+        )
+    if model.stem in STEMS:
+        stride = encoder_stride(model.stem, len(model.stage_sizes))
+        check(
+            data.image_size >= stride,
+            f"config.data.image_size={data.image_size} is smaller than the encoder's total stride "
+            f"{stride} (stem {model.stem!r}, {len(model.stage_sizes)} stages); use images of at "
+            f"least {stride} px or the 'cifar' stem.",
+        )
+    check(model.width >= 1 and len(model.stage_sizes) >= 1, "config.model.width/stage_sizes empty.")
+    check(
+        train.optimizer in OPTIMIZERS,
+        f"config.train.optimizer={train.optimizer!r} is unknown; use one of {OPTIMIZERS}.",
+    )
+    check(
+        train.lr_schedule in LR_SCHEDULES,
+        f"config.train.lr_schedule={train.lr_schedule!r} is unknown; use one of {LR_SCHEDULES}.",
+    )
+    check(
+        train.ema_schedule_unit in EMA_UNITS,
+        f"config.train.ema_schedule_unit={train.ema_schedule_unit!r}; use one of {EMA_UNITS}.",
+    )
+    check(
+        0.0 <= train.ema_tau_base <= 1.0,
+        f"config.train.ema_tau_base={train.ema_tau_base} must lie in [0, 1].",
+    )
+    check(train.num_epochs >= 1, f"config.train.num_epochs={train.num_epochs} must be >= 1.")
+    check(train.warmup_epochs >= 0, f"config.train.warmup_epochs={train.warmup_epochs} < 0.")
+    check(train.learning_rate > 0, f"config.train.learning_rate={train.learning_rate} <= 0.")
+    check(
+        train.optimizer != "adam" or train.weight_decay == 0.0,
+        f"config.train.weight_decay={train.weight_decay} with optimizer 'adam': the official "
+        "Adam ran without decay (Q1); set weight_decay=0.0 or optimizer='adamw'.",
+    )
+    check(data.num_classes >= 1, f"config.data.num_classes={data.num_classes} must be >= 1.")
+    check(
+        len(data.mean) == 3 and len(data.std) == 3 and min(data.std) > 0,
+        "config.data.mean/std need 3 channels with std > 0.",
+    )
+    if problems:
+        raise ValueError(
+            "Invalid configuration:\n" + "\n".join(f"  - {problem}" for problem in problems)
+        )

@@ -1,0 +1,243 @@
+"""Reader for the 3DIEBench tree on disk (spec §6.1, §6.2), as a :class:`ViewSource`.
+
+Layout (from SIE, read by the official ``Dataset_3DIEBench_MultipleViews``, spec §6.1)::
+
+    <index_dir>/{split}_images.npy   1-D str array of object folders, e.g. '/02691156/1a04e3eab45c/'
+    <index_dir>/{split}_labels.npy   1-D int array of class ids (55 ShapeNet synsets), same length
+    <root>/<synset>/<object>/image_{k}.jpg    RGB render (256x256 in 3DIEBench)
+    <root>/<synset>/<object>/latent_{k}.npy   7 float64: [rot_x, rot_y, rot_z, floor_hue,
+                                              spot_theta, spot_phi, spot_hue]
+
+with k = 0..49 (50 views per object); the 3DIEBench-OOD folders hold k = 2..5 only (spec §6.2,
+quirk Q31), which ``view_ids=range(2, 6)`` reads. ``index_dir`` defaults to ``root`` (the official
+repository keeps the index files in ``data/3DIEBench/``, separate from the images). The leading '/'
+of an index entry is stripped, as the official loader does.
+
+Everything is read with TensorFlow ops (``tf.io.read_file``), so it runs in parallel inside tf.data
+and works on any filesystem ``tf.io.gfile`` supports (local, GCS). Images are decoded as RGB uint8,
+bit-identical to PIL (the official decoder). A latent ``.npy`` is decoded from its trailing bytes
+(the data of a 1-D numeric array sits at the end of the file, after the header), once the header of
+the first file was checked with NumPy.
+
+The tree is validated at construction, before any training starts: missing root or index files,
+mismatched index/label lengths, and missing folders or files of the first and last object (or of
+every object with ``validate_all_objects=True``) raise errors that name the path, the expected
+layout and the fix.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from seqjepa_jax.data.latents import NUM_LATENTS
+from seqjepa_jax.data.sources import ViewSource, hide_gpus_from_tensorflow
+
+DEFAULT_VIEWS_PER_OBJECT = 50
+"""Views per object in 3DIEBench (spec §6.1)."""
+
+OOD_VIEW_IDS = (2, 3, 4, 5)
+"""View ids present in the 3DIEBench-OOD folders (spec §6.2)."""
+
+SPLIT_FILES = {
+    "train": ("train_images.npy", "train_labels.npy"),
+    "val": ("val_images.npy", "val_labels.npy"),
+    "validation": ("val_images.npy", "val_labels.npy"),
+}
+"""Split name -> (index file, label file). Other names map to ``{split}_images.npy`` etc."""
+
+LAYOUT_HELP = """Expected the 3DIEBench layout (spec §6.1):
+  <index_dir>/{split}_images.npy  1-D array of object folders such as '/02691156/1a04e3eab45c/'
+  <index_dir>/{split}_labels.npy  1-D int array of class ids, one per object
+  <root>/<synset>/<object>/image_{k}.jpg and latent_{k}.npy for every view id k
+      (k = 0..49 in 3DIEBench; 2..5 in the OOD folders: pass view_ids=(2, 3, 4, 5))
+To fix: point root at the extracted 3DIEBench folder (and index_dir at the folder with the split
+files, e.g. the official repository's data/3DIEBench/), or write a procedural tree with
+seqjepa_jax.data.procedural.write_3diebench_tree."""
+
+
+def split_files(split: str) -> tuple[str, str]:
+    """File names of the index and label arrays of ``split`` ('train', 'val', or any name)."""
+    return SPLIT_FILES.get(split, (f"{split}_images.npy", f"{split}_labels.npy"))
+
+
+def _join(*parts: str) -> str:
+    return "/".join([parts[0].rstrip("/")] + [p.strip("/") for p in parts[1:]])
+
+
+def _load_npy(path: str, what: str) -> np.ndarray:
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"Missing {what} file {path}.\n{LAYOUT_HELP}")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read()
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as e:
+        raise ValueError(
+            f"Cannot read {what} file {path} as a plain .npy array ({e}). Object arrays are not "
+            "accepted; save the index as a unicode array (np.array(list_of_str))."
+        ) from e
+
+
+class ThreeDIEBenchSource(ViewSource):
+    """3DIEBench objects on disk (see the module docstring for the layout).
+
+    Args:
+      root: folder holding ``<synset>/<object>/``.
+      split: 'train', 'val' (alias 'validation'), or any name with ``{split}_images.npy`` files.
+      views_per_object: number of views per object, view ids ``0..views_per_object-1``.
+      view_ids: explicit view ids instead (e.g. :data:`OOD_VIEW_IDS`); sets views_per_object.
+      index_dir: folder with the split files; defaults to ``root``.
+      validate_all_objects: check the folder and files of every object, not only the first and
+        last (slow on the full dataset: two file-existence checks per view).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        split: str = "train",
+        *,
+        views_per_object: int | None = None,
+        view_ids: Sequence[int] | None = None,
+        index_dir: str | None = None,
+        validate_all_objects: bool = False,
+    ) -> None:
+        hide_gpus_from_tensorflow()
+        root = str(root)
+        index_dir = root if index_dir is None else str(index_dir)
+        if not tf.io.gfile.isdir(root):
+            raise FileNotFoundError(f"3DIEBench root {root} does not exist.\n{LAYOUT_HELP}")
+        images_file, labels_file = split_files(split)
+        entries = _load_npy(_join(index_dir, images_file), f"{split!r} index")
+        labels = _load_npy(_join(index_dir, labels_file), f"{split!r} labels")
+        if entries.ndim != 1 or entries.dtype.kind not in "US":
+            raise ValueError(
+                f"{_join(index_dir, images_file)} must be a 1-D string array of object folders; "
+                f"got dtype {entries.dtype}, shape {entries.shape}.\n{LAYOUT_HELP}"
+            )
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise ValueError(
+                f"{_join(index_dir, labels_file)} must be a 1-D integer array; got dtype "
+                f"{labels.dtype}, shape {labels.shape}.\n{LAYOUT_HELP}"
+            )
+        if len(entries) != len(labels):
+            raise ValueError(
+                f"{images_file} has {len(entries)} objects but {labels_file} has {len(labels)} "
+                f"labels (in {index_dir}); the two files must come from the same split.\n"
+                f"{LAYOUT_HELP}"
+            )
+        if len(entries) == 0:
+            raise ValueError(f"{_join(index_dir, images_file)} lists no objects.\n{LAYOUT_HELP}")
+        if view_ids is None:
+            n_views = DEFAULT_VIEWS_PER_OBJECT if views_per_object is None else views_per_object
+            view_ids = range(int(n_views))
+        view_ids = np.asarray(list(view_ids), dtype=np.int32)
+        if view_ids.ndim != 1 or len(view_ids) == 0 or len(set(view_ids.tolist())) != len(view_ids):
+            raise ValueError(f"view_ids must be a non-empty list of distinct ints; got {view_ids}.")
+        if views_per_object is not None and views_per_object != len(view_ids):
+            raise ValueError(
+                f"views_per_object={views_per_object} disagrees with {len(view_ids)} view_ids "
+                f"{view_ids.tolist()}; pass only one of them."
+            )
+
+        self.root = root
+        self.split = split
+        self.object_paths = [str(e).strip("/") for e in entries.tolist()]
+        self.num_objects = len(self.object_paths)
+        self.views_per_object = len(view_ids)
+        self.view_ids = view_ids
+        self.labels = labels.astype(np.int32)
+        self.object_ids = np.arange(self.num_objects, dtype=np.int32)
+
+        to_check = range(self.num_objects) if validate_all_objects else {0, self.num_objects - 1}
+        for i in sorted(to_check):
+            self._check_object(i)
+        self._latent_dtype, self._latent_bytes = self._inspect_latent(
+            _join(root, self.object_paths[0], f"latent_{view_ids[0]}.npy")
+        )
+        first_image = _join(root, self.object_paths[0], f"image_{view_ids[0]}.jpg")
+        shape = self._decode(tf.constant(first_image)).shape
+        self.image_shape = (int(shape[0]), int(shape[1]))
+
+        self._dirs = tf.constant([_join(root, p) + "/" for p in self.object_paths])
+        self._view_id_strings = tf.constant([str(k) for k in view_ids.tolist()])
+
+    def _check_object(self, i: int) -> None:
+        folder = _join(self.root, self.object_paths[i])
+        entry = f"entry {i} ({self.object_paths[i]!r}) of the {self.split!r} index"
+        if not tf.io.gfile.isdir(folder):
+            raise FileNotFoundError(f"Object folder {folder} ({entry}) is missing.\n{LAYOUT_HELP}")
+        present = set(tf.io.gfile.listdir(folder))
+        missing = [
+            name
+            for k in self.view_ids.tolist()
+            for name in (f"image_{k}.jpg", f"latent_{k}.npy")
+            if name not in present
+        ]
+        if missing:
+            found = sorted(
+                int(n[len("image_") : -len(".jpg")])
+                for n in present
+                if n.startswith("image_") and n.endswith(".jpg") and n[6:-4].isdigit()
+            )
+            raise FileNotFoundError(
+                f"Object folder {folder} ({entry}) lacks {len(missing)} expected files, e.g. "
+                f"{missing[:4]}. Expected view ids {self.view_ids.tolist()}; the folder has "
+                f"images for view ids {found}. If this is an OOD tree or has fewer views, pass "
+                f"view_ids={found} (or views_per_object=...).\n{LAYOUT_HELP}"
+            )
+
+    @staticmethod
+    def _inspect_latent(path: str) -> tuple[tf.DType, int]:
+        latent = _load_npy(path, "latent")
+        if latent.shape != (NUM_LATENTS,) or latent.dtype not in (np.float64, np.float32):
+            raise ValueError(
+                f"Latent file {path} must hold {NUM_LATENTS} float64 (or float32) values; got "
+                f"dtype {latent.dtype}, shape {latent.shape}.\n{LAYOUT_HELP}"
+            )
+        if latent.dtype.byteorder == ">":
+            raise ValueError(f"Latent file {path} is big-endian; re-save it little-endian.")
+        dtype = tf.float64 if latent.dtype == np.float64 else tf.float32
+        return dtype, NUM_LATENTS * latent.dtype.itemsize
+
+    @staticmethod
+    def _decode(path: tf.Tensor) -> tf.Tensor:
+        """RGB uint8. JPEGs use the accurate integer DCT, which gives PIL's pixels exactly (the
+        official loader decodes with PIL); TF's default fast DCT is off by up to ~7 levels."""
+        data = tf.io.read_file(path)
+        return tf.cond(
+            tf.io.is_jpeg(data),
+            lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+        )
+
+    def _read_view(self, paths: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = tf.ensure_shape(self._decode(paths[0]), (*self.image_shape, 3))
+        raw = tf.strings.substr(tf.io.read_file(paths[1]), -self._latent_bytes, self._latent_bytes)
+        latent = tf.io.decode_raw(raw, self._latent_dtype, little_endian=True)
+        return image, tf.cast(tf.reshape(latent, (NUM_LATENTS,)), tf.float32)
+
+    def load_views(
+        self, object_index: tf.Tensor, view_indices: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """See :meth:`ViewSource.load_views`; ``view_indices`` are positions into ``view_ids``."""
+        folder = tf.gather(self._dirs, object_index)
+        ids = tf.gather(self._view_id_strings, view_indices)
+        paths = tf.stack(
+            [
+                tf.strings.join([folder, "image_", ids, ".jpg"]),
+                tf.strings.join([folder, "latent_", ids, ".npy"]),
+            ],
+            axis=1,
+        )
+        return tf.map_fn(
+            self._read_view,
+            paths,
+            fn_output_signature=(
+                tf.TensorSpec((*self.image_shape, 3), tf.uint8),
+                tf.TensorSpec((NUM_LATENTS,), tf.float32),
+            ),
+        )

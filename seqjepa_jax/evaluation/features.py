@@ -1,0 +1,89 @@
+"""Frozen-feature extraction from a seq-JEPA model, once per evaluation.
+
+For each sequence of an evaluation batch the model runs in inference mode (BN running statistics,
+no dropout; the official train-mode probing of Q8 is not reproduced here) and returns:
+
+- `agg_{m}`: the aggregate `agg_out` from the first m observation views and their actions, for every
+  m in M_val (the paper's M_val sweep; spec §7.4, §12.2). The aggregator has no positional
+  embedding, so any m works with weights trained at M_tr;
+- `z0`, `z1`: encoder embeddings of views 0 and 1 (the pair used by the rotation probes, §7.1);
+- the online probes' outputs on the same data (`online_logits`, `online_action`), so validation of
+  the probes trained inside the step costs no second pass;
+- `label`, `action01` (the relative action view 0 → 1) and `latents` (absolute poses).
+Padding rows (mask 0) are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+
+from seqjepa_jax.models.heads import OnlineProbes
+from seqjepa_jax.models.seqjepa import SeqJEPA
+
+
+def make_feature_fn(model: SeqJEPA, probes: OnlineProbes, m_values: Sequence[int], m_tr: int):  # noqa: ANN201
+    """Returns a jitted (params, batch_stats, batch) -> dict of features (see module docstring).
+
+    The online class probe sees the aggregate of `m_tr` views, the length it was trained on.
+    """
+    m_values = tuple(sorted(set(int(m) for m in m_values) | {int(m_tr)}))
+
+    @jax.jit
+    def features(params: dict, batch_stats: dict, batch: dict) -> dict[str, jax.Array]:
+        variables = {"params": params["model"], "batch_stats": batch_stats}
+        views, actions = batch["views"], batch["actions"]
+        needed = max(max(m_values), 2)
+        z = model.apply(variables, views[:, :needed], train=False, method=SeqJEPA.encode)
+        out = {"z0": z[:, 0], "z1": z[:, 1]}
+        for m in m_values:
+            agg = model.apply(
+                variables,
+                z[:, :m],
+                actions[:, :m],
+                train=False,
+                method=SeqJEPA.aggregate_embeddings,
+            )
+            out[f"agg_{m}"] = agg["agg_out"]
+        m_tr_agg = out[f"agg_{m_tr}"]
+        logits, action = probes.apply(
+            {"params": params["probes"]}, m_tr_agg, jnp.concatenate([z[:, 0], z[:, 1]], axis=-1)
+        )
+        out.update(online_logits=logits, online_action=action)
+        return out
+
+    return features
+
+
+def extract_features(
+    feature_fn,  # noqa: ANN001
+    params: dict,
+    batch_stats: dict,
+    batches: Iterable[dict[str, jax.Array]],
+) -> dict[str, np.ndarray]:
+    """Runs `feature_fn` over global batches and concatenates the real (mask = 1) rows on host."""
+    chunks: dict[str, list[np.ndarray]] = {}
+    for batch in batches:
+        out = dict(feature_fn(params, batch_stats, batch))
+        out.update(
+            label=batch["label"],
+            action01=batch["actions"][:, 0],
+            latents=batch["latents"],
+            mask=batch["mask"],
+        )
+        out = {k: to_host(v) for k, v in out.items()}
+        keep = out.pop("mask") > 0
+        for key, value in out.items():
+            chunks.setdefault(key, []).append(value[keep])
+    return {key: np.concatenate(values) for key, values in chunks.items()}
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    """A global array as one numpy array on every host (gathers across hosts when needed)."""
+    if jax.process_count() > 1:
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))

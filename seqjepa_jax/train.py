@@ -1,0 +1,395 @@
+"""The seq-JEPA training loop: data, state, checkpoints, metrics, evaluation, summary.
+
+`train_and_evaluate(config, workdir)` is the whole job of `python -m seqjepa_jax.main`. It is a
+composition of small functions that the tests call one by one:
+
+1. validate the config against the devices (before anything compiles);
+2. build the view sources (procedural renderer cache or 3DIEBench on disk) and the model;
+3. create the state directly with its sharding, or restore the newest checkpoint in the workdir;
+4. run the jitted step over the data stream starting at the state's step (data order is a
+   function of (seed, step), so a resumed run sees exactly the batches it would have seen);
+5. every `eval_every_epochs`, score the online probes on the held-out split;
+6. at the end, save a final checkpoint, fit frozen-feature probes on the trained model and on a
+   randomly initialised one of the same architecture, and write `results.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers
+from tqdm.auto import tqdm
+
+from seqjepa_jax import checkpointing, schedules
+from seqjepa_jax.config_checks import validate_config
+from seqjepa_jax.data import latents as latents_lib
+from seqjepa_jax.data import pipeline
+from seqjepa_jax.data.sources import ArraySource, ViewSource
+from seqjepa_jax.evaluation import features as features_lib
+from seqjepa_jax.evaluation import report as report_lib
+from seqjepa_jax.models.heads import OnlineProbes
+from seqjepa_jax.models.seqjepa import SeqJEPA
+from seqjepa_jax.optimizers import build_optimizer
+from seqjepa_jax.sharding import global_batch, make_mesh, replicated
+from seqjepa_jax.state import TrainState, init_train_state
+from seqjepa_jax.train_step import jit_train_step, make_train_step
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+DEFAULT_CACHE = os.path.join("~", ".cache", "seqjepa_jax")
+
+
+def build_sources(config: ml_collections.ConfigDict) -> tuple[ViewSource, ViewSource]:
+    """(train source, held-out source) for `config.data`; raises clear errors on bad data."""
+    data = config.data
+    if data.name == "procedural":
+        from seqjepa_jax.data import procedural
+
+        spec = procedural.ProceduralConfig(
+            num_train_objects=data.procedural.num_train_objects,
+            num_val_objects=data.procedural.num_val_objects,
+            num_ood_objects=data.procedural.num_ood_objects,
+            views_per_object=data.views_per_object,
+            image_size=data.procedural.render_size,
+            seed=data.procedural.seed,
+        )
+        cache = os.path.expanduser(data.data_dir or os.path.join(DEFAULT_CACHE, "procedural"))
+        arrays = procedural.load_or_render(cache, spec, splits=("train", "val"))
+        return ArraySource(arrays["train"]), ArraySource(arrays["val"])
+    from seqjepa_jax.data.threediebench import ThreeDIEBenchSource
+
+    if not data.data_dir:
+        raise ValueError(
+            "config.data.data_dir is empty: point it at the 3DIEBench root (the folder with "
+            "<synset>/<object>/image_k.jpg and train_images.npy), e.g. "
+            "--config.data.data_dir=/data/3DIEBench."
+        )
+    kwargs = {"views_per_object": data.views_per_object}
+    return (
+        ThreeDIEBenchSource(data.data_dir, data.train_split, **kwargs),
+        ThreeDIEBenchSource(data.data_dir, data.eval_split, **kwargs),
+    )
+
+
+def build_model(config: ml_collections.ConfigDict) -> tuple[SeqJEPA, OnlineProbes]:
+    """The online model and its online probes from `config.model` and the data's action width."""
+    m = config.model
+    action_dim = latents_lib.action_dim(config.data.latent_type)
+    model = SeqJEPA(
+        action_dim=action_dim,
+        stem=m.stem,
+        width=m.width,
+        stage_sizes=tuple(m.stage_sizes),
+        act_cond=m.act_cond,
+        learn_act_emb=m.learn_act_emb,
+        act_proj_dim=m.act_proj_dim,
+        num_heads=m.num_heads,
+        num_layers=m.num_layers,
+        mlp_ratio=m.mlp_ratio,
+        dropout_rate=m.dropout_rate,
+        pred_hidden=m.pred_hidden,
+        pred_action_first=m.pred_action_first,
+        zero_last_action_before_projection=m.zero_last_action_before_projection,
+        unbiased_running_var=m.unbiased_running_var,
+        dtype=DTYPES[m.compute_dtype],
+    )
+    probes = OnlineProbes(config.data.num_classes, action_dim, m.probe_hidden)
+    return model, probes
+
+
+def build_schedules(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> tuple[schedules.Schedule, schedules.Schedule]:
+    """(learning-rate schedule, EMA τ schedule), both functions of the global step."""
+    t = config.train
+    learning_rate = schedules.learning_rate_schedule(
+        t.lr_schedule,
+        base_lr=t.learning_rate,
+        initial_lr=t.initial_learning_rate,
+        warmup_epochs=t.warmup_epochs,
+        total_epochs=t.num_epochs,
+        steps_per_epoch=steps_per_epoch,
+        final_lr=t.final_learning_rate,
+    )
+    ema_decay = schedules.ema_decay_schedule(
+        t.ema_schedule_unit,
+        tau_base=t.ema_tau_base,
+        total_epochs=t.num_epochs,
+        steps_per_epoch=steps_per_epoch,
+    )
+    return learning_rate, ema_decay
+
+
+def create_state(
+    config: ml_collections.ConfigDict,
+    model: SeqJEPA,
+    probes: OnlineProbes,
+    optimizer: Any,
+    mesh: jax.sharding.Mesh,
+    *,
+    seed: int | None = None,
+) -> TrainState:
+    """Initialises the state directly with a replicated sharding (no host copy)."""
+    size = config.data.image_size
+
+    def init(key: jax.Array) -> TrainState:
+        return init_train_state(
+            key,
+            model,
+            probes,
+            optimizer,
+            num_obs_views=config.train.seq_len,
+            image_shape=(size, size, 3),
+            use_ema=config.train.use_ema,
+            identical_layer_init=config.model.identical_layer_init,
+        )
+
+    key = jax.random.PRNGKey(config.seed if seed is None else seed)
+    return jax.jit(init, out_shardings=replicated(mesh))(key)
+
+
+def batch_stream(
+    source: ViewSource, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, start_step: int
+) -> Iterator[dict[str, jax.Array]]:
+    """Global training batches from `start_step` on (deterministic in (seed, step))."""
+    dataset = pipeline.train_batches(
+        source,
+        num_views=config.train.seq_len + 1,
+        global_batch_size=config.train.batch_size,
+        latent_type=config.data.latent_type,
+        seed=config.seed,
+        start_step=start_step,
+        image_size=config.data.image_size,
+        mean=config.data.mean,
+        std=config.data.std,
+    )
+    for local in dataset.as_numpy_iterator():
+        yield global_batch(local, mesh)
+
+
+def eval_stream(
+    source: ViewSource,
+    config: ml_collections.ConfigDict,
+    mesh: jax.sharding.Mesh,
+    max_objects: int | None = None,
+) -> Iterator[dict[str, jax.Array]]:
+    """One pass of fixed-view evaluation batches (padded, with a mask), optionally truncated."""
+    num_views = max(max(config.eval.m_val), config.train.seq_len, 2) + 1
+    dataset = pipeline.eval_batches(
+        source,
+        num_views=num_views,
+        global_batch_size=config.eval.batch_size,
+        latent_type=config.data.latent_type,
+        seed=config.seed,
+        image_size=config.data.image_size,
+        mean=config.data.mean,
+        std=config.data.std,
+    )
+    if max_objects is not None:
+        dataset = dataset.take(math.ceil(max_objects / config.eval.batch_size))
+    for local in dataset.as_numpy_iterator():
+        yield global_batch(local, mesh)
+
+
+def log_startup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, **info: Any) -> None:
+    """Logs devices, hosts and the batch arithmetic (big_vision's start-up message)."""
+    devices = mesh.devices.size
+    logging.info(
+        "Process %d/%d, %d local / %d global devices (%s), mesh %s",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        devices,
+        jax.devices()[0].platform,
+        dict(mesh.shape),
+    )
+    batch = config.train.batch_size
+    logging.info(
+        "Global batch %d = %d per host = %d per device; V = M_tr + 1 = %d views per sequence",
+        batch,
+        batch // jax.process_count(),
+        batch // devices,
+        config.train.seq_len + 1,
+    )
+    for key, value in info.items():
+        logging.info("%s: %s", key, value)
+
+
+def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
+    stacked = jax.device_get(history)
+    return {k: float(np.mean([h[k] for h in stacked])) for k in stacked[0]}
+
+
+def check_finite(metrics: dict[str, float], step: int) -> None:
+    """Stops the run on a non-finite metric, naming it; earlier checkpoints stay intact."""
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise FloatingPointError(
+            f"Non-finite {', '.join(bad)} at step {step}; the last checkpoint before it is kept. "
+            "Lower config.train.learning_rate or check the data."
+        )
+
+
+def probe_features(
+    config: ml_collections.ConfigDict,
+    feature_fn: Any,
+    state: TrainState,
+    sources: tuple[ViewSource, ViewSource],
+    mesh: jax.sharding.Mesh,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Frozen features of a state on (a capped subset of) the train and held-out splits."""
+    train_source, eval_source = sources
+    extract = lambda src, cap: features_lib.extract_features(  # noqa: E731
+        feature_fn, state.params, state.batch_stats, eval_stream(src, config, mesh, cap)
+    )
+    return (
+        extract(train_source, config.eval.max_train_objects),
+        extract(eval_source, config.eval.max_eval_objects),
+    )
+
+
+def final_report(
+    config: ml_collections.ConfigDict,
+    feature_fn: Any,
+    states: dict[str, TrainState],
+    sources: tuple[ViewSource, ViewSource],
+    mesh: jax.sharding.Mesh,
+) -> dict[str, dict[str, float]]:
+    """Frozen-probe report for each named state (e.g. trained and random init)."""
+    results = {}
+    for name, state in states.items():
+        train_features, eval_features = probe_features(config, feature_fn, state, sources, mesh)
+        results[name] = report_lib.frozen_probe_report(
+            train_features,
+            eval_features,
+            num_classes=config.data.num_classes,
+            m_values=config.eval.m_val,
+            probe_steps=config.eval.probe_steps,
+            probe_hidden=config.eval.probe_hidden,
+        )
+        if name == "trained":
+            results[name].update(report_lib.online_probe_report(eval_features))
+    return results
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains seq-JEPA as configured, resuming from `workdir` if it holds a checkpoint."""
+    mesh = make_mesh()
+    validate_config(config, device_count=mesh.devices.size, process_count=jax.process_count())
+    sources = build_sources(config)
+    train_source, eval_source = sources
+    steps_per_epoch = pipeline.steps_per_epoch(
+        train_source.num_objects, config.train.batch_size, jax.process_count()
+    )
+    total_steps = steps_per_epoch * config.train.num_epochs
+    model, probes = build_model(config)
+    learning_rate, ema_decay = build_schedules(config, steps_per_epoch)
+    optimizer = build_optimizer(config.train.optimizer, learning_rate, config.train.weight_decay)
+    log_startup(
+        config,
+        mesh,
+        train_data=train_source.describe(),
+        eval_data=eval_source.describe(),
+        steps=f"{steps_per_epoch} per epoch x {config.train.num_epochs} epochs = {total_steps}",
+    )
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+
+    state = create_state(config, model, probes, optimizer, mesh)
+    ckpt = checkpointing.Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        save_every_steps=config.train.checkpoint_every_steps,
+        keep=config.train.keep_checkpoints,
+    )
+    if ckpt.latest_step() is not None:
+        state = ckpt.restore(checkpointing.abstract_like(state))
+    start_step = int(state.step)
+    step_fn = jit_train_step(
+        make_train_step(model, probes, optimizer, learning_rate, ema_decay), mesh
+    )
+    feature_fn = features_lib.make_feature_fn(
+        model, probes, config.eval.m_val, config.train.seq_len
+    )
+    writer = metric_writers.create_default_writer(
+        workdir, just_logging=jax.process_index() > 0, asynchronous=True
+    )
+    eval_every = max(1, config.train.eval_every_epochs) * steps_per_epoch
+    history: list[dict[str, jax.Array]] = []
+    last_metrics: dict[str, float] = {}
+    bar = tqdm(
+        total=total_steps,
+        initial=start_step,
+        disable=not config.train.progress_bar or jax.process_index() > 0,
+        unit="step",
+        dynamic_ncols=True,
+    )
+    started = time.time()
+    stream = batch_stream(train_source, config, mesh, start_step)
+    for step in range(start_step, total_steps):
+        state, metrics = step_fn(state, next(stream))
+        history.append(metrics)
+        done = step + 1
+        bar.update(1)
+        if done % config.train.log_every_steps == 0 or done == total_steps:
+            last_metrics = _mean_metrics(history)
+            history = []
+            check_finite(last_metrics, done)
+            writer.write_scalars(done, {f"train/{k}": v for k, v in last_metrics.items()})
+            bar.set_postfix(
+                loss=f"{last_metrics['ssl_loss']:.3f}",
+                acc=f"{last_metrics['probe_accuracy']:.2f}",
+                spread=f"{last_metrics['encoder_spread']:.2f}",
+            )
+            if last_metrics["encoder_spread"] < 0.05:
+                logging.warning(
+                    "Step %d: encoder embeddings are collapsing (spread %.3f).",
+                    done,
+                    last_metrics["encoder_spread"],
+                )
+        if done % eval_every == 0 and done != total_steps:
+            online = report_lib.online_probe_report(
+                features_lib.extract_features(
+                    feature_fn,
+                    state.params,
+                    state.batch_stats,
+                    eval_stream(eval_source, config, mesh, config.eval.max_eval_objects),
+                )
+            )
+            writer.write_scalars(done, {f"eval/{k}": v for k, v in online.items()})
+        ckpt.save(done, state)
+    bar.close()
+    train_seconds = time.time() - started
+    ckpt.save(int(state.step), state, force=True)
+    ckpt.wait()
+
+    states = {"trained": state}
+    if config.eval.compare_random_init:
+        states["random_init"] = create_state(config, model, probes, optimizer, mesh)
+    probe_results = final_report(config, feature_fn, states, sources, mesh)
+    for name, values in probe_results.items():
+        writer.write_scalars(int(state.step), {f"final_{name}/{k}": v for k, v in values.items()})
+    writer.flush()
+    results = {
+        "step": int(state.step),
+        "steps_trained_this_run": int(state.step) - start_step,
+        "train_seconds_this_run": train_seconds,
+        "final_train_metrics": last_metrics,
+        "probes": probe_results,
+    }
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+    ckpt.close()
+    logging.info("Results: %s", json.dumps(probe_results, indent=2))
+    return results

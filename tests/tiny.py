@@ -1,0 +1,81 @@
+"""Tiny model variants and synthetic batches shared by the tests (not a test module)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from seqjepa_jax import optimizers, schedules
+from seqjepa_jax.models.heads import OnlineProbes
+from seqjepa_jax.models.seqjepa import SeqJEPA
+from seqjepa_jax.sharding import make_mesh, replicated
+from seqjepa_jax.state import init_train_state
+
+IMAGE = 16
+
+
+def tiny_model(**overrides) -> SeqJEPA:
+    kwargs = dict(
+        action_dim=4,
+        stem="cifar",
+        width=4,
+        stage_sizes=(1, 1, 1, 1),
+        act_proj_dim=8,
+        num_heads=4,
+        num_layers=2,
+        pred_hidden=16,
+    )
+    kwargs.update(overrides)
+    return SeqJEPA(**kwargs)
+
+
+def tiny_probes(model: SeqJEPA, num_classes: int = 5) -> OnlineProbes:
+    return OnlineProbes(num_classes, model.action_dim, hidden=16)
+
+
+def tiny_batch(batch: int = 8, num_views: int = 4, action_dim: int = 4, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        "views": rng.normal(size=(batch, num_views, IMAGE, IMAGE, 3)).astype(np.float32),
+        "actions": rng.normal(size=(batch, num_views - 1, action_dim)).astype(np.float32),
+        "label": rng.integers(0, 5, size=batch).astype(np.int32),
+    }
+
+
+def tiny_setup(
+    model: SeqJEPA | None = None,
+    use_ema: bool = True,
+    steps_per_epoch: int = 2,
+    num_epochs: int = 4,
+    optimizer: str = "adam",
+    seed: int = 0,
+    num_obs: int = 3,
+):
+    model = tiny_model() if model is None else model
+    probes = tiny_probes(model)
+    lr = schedules.learning_rate_schedule(
+        "official_warmup_constant",
+        base_lr=1e-3,
+        initial_lr=1e-4,
+        warmup_epochs=1,
+        total_epochs=num_epochs,
+        steps_per_epoch=steps_per_epoch,
+    )
+    tau = schedules.ema_decay_schedule(
+        "epoch", tau_base=0.9, total_epochs=num_epochs, steps_per_epoch=steps_per_epoch
+    )
+    wd = 1e-3 if optimizer == "adamw" else 0.0
+    opt = optimizers.build_optimizer(optimizer, lr, wd)
+    state = jax.jit(
+        lambda key: init_train_state(
+            key,
+            model,
+            probes,
+            opt,
+            num_obs_views=num_obs,
+            image_shape=(IMAGE, IMAGE, 3),
+            use_ema=use_ema,
+        ),
+        out_shardings=replicated(make_mesh()),
+    )(jax.random.PRNGKey(seed))
+    return model, probes, opt, lr, tau, state
