@@ -43,7 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.eval_every_epochs = 10
     config.train.checkpoint_every_steps = 500
 
-    config.eval.batch_size = 100
+    config.eval.batch_size = 128
     config.eval.m_val = (1, 3, 5)
     config.eval.probe_steps = 300
     config.eval.probe_hidden = 256

@@ -9,6 +9,9 @@ field is defined (and documented) once. The defaults are the official 3DIEBench 
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 # 3DIEBench normalisation (spec §6.1, main_transformed_views.py:137-138).
@@ -89,4 +92,24 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.probe_steps = 500  # full-batch optimisation steps of each frozen probe.
     config.eval.probe_hidden = 1024  # hidden width of the frozen rotation MLP (official 1024).
     config.eval.compare_random_init = True  # also probe a randomly initialised model.
+    return config
+
+
+def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of a config file given by path (configs/ is not a Python package)."""
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def set_field(
+    config: ml_collections.ConfigDict, dotted: str, value: object
+) -> ml_collections.ConfigDict:
+    """Sets `config.<dotted>` = value in place (no type check, unlike `--config.a.b=v`)."""
+    *path, leaf = dotted.split(".")
+    node = config
+    for part in path:
+        node = node[part]
+    node[leaf] = value
     return config

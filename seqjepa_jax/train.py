@@ -40,7 +40,7 @@ from seqjepa_jax.evaluation import report as report_lib
 from seqjepa_jax.models.heads import OnlineProbes
 from seqjepa_jax.models.seqjepa import SeqJEPA
 from seqjepa_jax.optimizers import build_optimizer
-from seqjepa_jax.sharding import global_batch, make_mesh, replicated
+from seqjepa_jax.sharding import make_mesh, replicated
 from seqjepa_jax.state import TrainState, init_train_state
 from seqjepa_jax.train_step import jit_train_step, make_train_step
 
@@ -172,8 +172,7 @@ def batch_stream(
         mean=config.data.mean,
         std=config.data.std,
     )
-    for local in dataset.as_numpy_iterator():
-        yield global_batch(local, mesh)
+    return pipeline.global_batch_iterator(dataset.as_numpy_iterator(), mesh)
 
 
 def eval_stream(
@@ -196,8 +195,7 @@ def eval_stream(
     )
     if max_objects is not None:
         dataset = dataset.take(math.ceil(max_objects / config.eval.batch_size))
-    for local in dataset.as_numpy_iterator():
-        yield global_batch(local, mesh)
+    return pipeline.global_batch_iterator(dataset.as_numpy_iterator(), mesh)
 
 
 def log_startup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, **info: Any) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 
 from seqjepa_jax import optimizers, schedules
+from seqjepa_jax.config_defaults import load_config_file
 from seqjepa_jax.models.heads import OnlineProbes
 from seqjepa_jax.models.seqjepa import SeqJEPA
 from seqjepa_jax.sharding import make_mesh, replicated
@@ -79,3 +82,11 @@ def tiny_setup(
         out_shardings=replicated(make_mesh()),
     )(jax.random.PRNGKey(seed))
     return model, probes, opt, lr, tau, state
+
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+
+
+def load_config(name: str, arg: str | None = None):
+    """`configs/<name>.py`'s get_config(arg)."""
+    return load_config_file(os.path.join(CONFIGS, f"{name}.py"), arg)

@@ -38,8 +38,9 @@ from typing import Any
 import jax
 import numpy as np
 import tensorflow as tf
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
+from seqjepa_jax import sharding
 from seqjepa_jax.data import latents as latents_lib
 from seqjepa_jax.data.sources import ViewSource, hide_gpus_from_tensorflow
 
@@ -297,25 +298,19 @@ def eval_batches(
 
 def global_batch_iterator(
     batches: Iterator[dict[str, np.ndarray]],
-    mesh_or_sharding: Mesh | jax.sharding.Sharding,
+    mesh: Mesh,
     *,
     buffer_size: int = 1,
 ) -> Iterator[dict[str, jax.Array]]:
     """Host-local numpy batches -> global ``jax.Array`` batches sharded along 'data'.
 
-    Each leaf becomes ``jax.make_array_from_process_local_data(NamedSharding(mesh, P('data')),
-    local)``: the global batch is the concatenation of the hosts' local batches in process
-    order. ``buffer_size`` batches are transferred ahead of the consumer (0 disables it).
+    Each batch goes through :func:`seqjepa_jax.sharding.global_batch`: the global batch is the
+    concatenation of the hosts' local batches in process order. ``buffer_size`` batches are
+    transferred ahead of the consumer (0 disables it).
     """
-    if isinstance(mesh_or_sharding, Mesh):
-        sharding = NamedSharding(mesh_or_sharding, PartitionSpec("data"))
-    else:
-        sharding = mesh_or_sharding
 
     def to_global(batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-        return jax.tree.map(
-            lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
-        )
+        return sharding.global_batch(batch, mesh)
 
     queue: collections.deque = collections.deque()
     for batch in batches:
