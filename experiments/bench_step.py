@@ -86,14 +86,12 @@ def measure(
     JAX is imported here, so that a command-line run can set XLA_FLAGS before it is loaded.
     """
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
-    from seqjepa_jax import optimizers, schedules
-    from seqjepa_jax.models.heads import OnlineProbes
-    from seqjepa_jax.models.seqjepa import SeqJEPA
-    from seqjepa_jax.sharding import batch_sharded, make_mesh, replicated
-    from seqjepa_jax.state import init_train_state
+    from seqjepa_jax import train
+    from seqjepa_jax.config_checks import validate_config
+    from seqjepa_jax.config_defaults import base_config
+    from seqjepa_jax.sharding import batch_sharded, make_mesh
     from seqjepa_jax.train_step import jit_train_step, make_train_step
 
     if recipe not in RECIPES:
@@ -103,56 +101,34 @@ def measure(
     if steps < 1:
         raise ValueError(f"Need at least one timed step, got steps={steps}.")
     spec = RECIPES[recipe]
-    size = image_size or spec["image_size"]
-    action_dim = spec["action_dim"]
-    model = SeqJEPA(
-        action_dim=action_dim,
-        stem=spec["stem"],
-        width=width,
-        stage_sizes=tuple(stage_sizes),
-        act_proj_dim=128,
-        num_heads=4,
-        num_layers=3,
-        mlp_ratio=4,
-        pred_hidden=1024,
-        # Official augmentation path: the last observation's action row is zero before projection
-        # (spec §2.2 step 3, Q29); the 3DIEBench path projects the real relative action.
-        zero_last_action_before_projection=recipe == "cifar100",
-        dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32,
-    )
-    probes = OnlineProbes(spec["num_classes"], action_dim, hidden=1024)
-    # The official schedules (spec §4.1, §1.2); their values do not change the step's cost.
-    steps_per_epoch = 100
-    learning_rate = schedules.learning_rate_schedule(
-        "official_warmup_constant",
-        base_lr=4e-4,
-        initial_lr=1e-5,
-        warmup_epochs=20,
-        total_epochs=1000,
-        steps_per_epoch=steps_per_epoch,
-    )
-    ema_decay = schedules.ema_decay_schedule(
-        "epoch", tau_base=0.996, total_epochs=1000, steps_per_epoch=steps_per_epoch
-    )
-    optimizer = optimizers.build_optimizer("adam", learning_rate)
+    # The official recipe (config_defaults: spec §5.3), built by the same functions as train.py.
+    config = base_config()
+    config.seed = seed
+    config.data.num_classes = spec["num_classes"]
+    config.data.image_size = size = image_size or spec["image_size"]
+    config.model.stem = spec["stem"]
+    config.model.width = width
+    config.model.stage_sizes = tuple(stage_sizes)
+    config.model.compute_dtype = dtype
+    # Official augmentation path: the last observation's action row is zero before projection
+    # (spec §2.2 step 3, Q29); the 3DIEBench path projects the real relative action.
+    config.model.zero_last_action_before_projection = recipe == "cifar100"
+    config.train.seq_len = NUM_OBS
+    config.train.batch_size = batch
     mesh = make_mesh()
-
-    def init(key: jax.Array):
-        return init_train_state(
-            key,
-            model,
-            probes,
-            optimizer,
-            num_obs_views=NUM_OBS,
-            image_shape=(size, size, 3),
-            use_ema=True,
-        )
-
-    state = jax.jit(init, out_shardings=replicated(mesh))(jax.random.PRNGKey(seed))
+    validate_config(config, device_count=mesh.devices.size)
+    model, probes = train.build_model(config)
+    # The action width of the recipe (d_a 9 = crop 4 + jitter 4 + blur 1 for CIFAR-100, §6.3).
+    model = model.clone(action_dim=spec["action_dim"])
+    probes = probes.clone(action_dim=spec["action_dim"])
+    # The official schedules (spec §4.1, §1.2); their values do not change the step's cost.
+    learning_rate, ema_decay = train.build_schedules(config, steps_per_epoch=100)
+    optimizer = train.build_optimizer("adam", learning_rate)
+    state = train.create_state(config, model, probes, optimizer, mesh)
     rng = np.random.default_rng(seed)
     host_batch = {
         "views": rng.normal(size=(batch, NUM_OBS + 1, size, size, 3)).astype(np.float32),
-        "actions": rng.normal(size=(batch, NUM_OBS, action_dim)).astype(np.float32),
+        "actions": rng.normal(size=(batch, NUM_OBS, model.action_dim)).astype(np.float32),
         "label": rng.integers(0, spec["num_classes"], size=batch).astype(np.int32),
     }
     device_batch = jax.device_put(host_batch, batch_sharded(mesh))

@@ -25,6 +25,11 @@ CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "default.py")
 
 POINTS: dict[str, dict[str, object]] = {
     "baseline": {},
+    "cifar32": {
+        "model.stem": "cifar",
+        "data.image_size": 32,
+        "data.procedural.render_size": 32,
+    },
     "no_act_cond": {"model.act_cond": False},
     "wide": {"model.width": 32},
     "lr3e-4": {"train.learning_rate": 3e-4},
@@ -43,6 +48,10 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="extra override a.b=value")
     args = parser.parse_args()
 
+    from seqjepa_jax.main import YNN_FLAG
+
+    # As `python -m seqjepa_jax.main` does by default: set before JAX starts.
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {YNN_FLAG}".strip()
     from seqjepa_jax import train
     from seqjepa_jax.config_defaults import load_config_file, set_field
 

@@ -76,10 +76,15 @@ def validate_config(
     if m_val:
         eval_views = max(max(m_val), train.seq_len, 2) + 1
         check(
-            eval_views <= data.views_per_object,
-            f"config.eval.m_val={m_val} needs {eval_views} views per object but "
-            f"config.data.views_per_object={data.views_per_object}; drop the largest M_val.",
+            evaluation.num_views >= eval_views,
+            f"config.eval.num_views={evaluation.num_views} is too few for M_val={m_val} and "
+            f"M_tr={train.seq_len}: it needs at least {eval_views}.",
         )
+    check(
+        evaluation.num_views <= data.views_per_object,
+        f"config.eval.num_views={evaluation.num_views} exceeds config.data.views_per_object="
+        f"{data.views_per_object}; lower it.",
+    )
     check(
         train.batch_size >= 1 and train.batch_size % device_count == 0,
         f"config.train.batch_size={train.batch_size} is not a positive multiple of the "

@@ -89,6 +89,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.max_train_objects = 5000  # objects used to fit the frozen-feature probes.
     config.eval.max_eval_objects = 2000
     config.eval.m_val = (1, 3, 5)  # observation views for the aggregate probe (M_val sweep).
+    # Views extracted per evaluation object (>= max(m_val, seq_len, 2) + 1); consecutive pairs of
+    # them train the rotation probes.
+    config.eval.num_views = 6
     config.eval.probe_steps = 500  # full-batch optimisation steps of each frozen probe.
     config.eval.probe_hidden = 1024  # hidden width of the frozen rotation MLP (official 1024).
     config.eval.compare_random_init = True  # also probe a randomly initialised model.

@@ -182,7 +182,7 @@ def eval_stream(
     max_objects: int | None = None,
 ) -> Iterator[dict[str, jax.Array]]:
     """One pass of fixed-view evaluation batches (padded, with a mask), optionally truncated."""
-    num_views = max(max(config.eval.m_val), config.train.seq_len, 2) + 1
+    num_views = config.eval.num_views
     dataset = pipeline.eval_batches(
         source,
         num_views=num_views,

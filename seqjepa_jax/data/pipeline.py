@@ -41,13 +41,9 @@ import tensorflow as tf
 from jax.sharding import Mesh
 
 from seqjepa_jax import sharding
+from seqjepa_jax.config_defaults import THREEDIEBENCH_MEAN, THREEDIEBENCH_STD
 from seqjepa_jax.data import latents as latents_lib
 from seqjepa_jax.data.sources import ViewSource, hide_gpus_from_tensorflow
-
-THREEDIEBENCH_MEAN = (0.5016, 0.5037, 0.5060)
-"""Per-channel mean of 3DIEBench images (official ``Normalize``, spec §6.1)."""
-THREEDIEBENCH_STD = (0.1030, 0.0999, 0.0969)
-"""Per-channel std of 3DIEBench images (official ``Normalize``, spec §6.1)."""
 
 BATCH_KEYS = ("views", "actions", "label", "latents", "object_index", "view_ids", "mask")
 

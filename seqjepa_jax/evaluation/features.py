@@ -6,10 +6,11 @@ no dropout; the official train-mode probing of Q8 is not reproduced here) and re
 - `agg_{m}`: the aggregate `agg_out` from the first m observation views and their actions, for every
   m in M_val (the paper's M_val sweep; spec §7.4, §12.2). The aggregator has no positional
   embedding, so any m works with weights trained at M_tr;
-- `z0`, `z1`: encoder embeddings of views 0 and 1 (the pair used by the rotation probes, §7.1);
+- `z`: encoder embeddings of every view of the sequence (N, V, D); consecutive views give the
+  pairs of the relative-rotation probes (spec §7.1) and single views the individual-rotation probe;
 - the online probes' outputs on the same data (`online_logits`, `online_action`), so validation of
   the probes trained inside the step costs no second pass;
-- `label`, `action01` (the relative action view 0 → 1) and `latents` (absolute poses).
+- `label`, `actions` (N, V-1, d_a: view j → j+1) and `latents` (N, V, 7: absolute poses).
 Padding rows (mask 0) are dropped.
 """
 
@@ -37,9 +38,8 @@ def make_feature_fn(model: SeqJEPA, probes: OnlineProbes, m_values: Sequence[int
     def features(params: dict, batch_stats: dict, batch: dict) -> dict[str, jax.Array]:
         variables = {"params": params["model"], "batch_stats": batch_stats}
         views, actions = batch["views"], batch["actions"]
-        needed = max(max(m_values), 2)
-        z = model.apply(variables, views[:, :needed], train=False, method=SeqJEPA.encode)
-        out = {"z0": z[:, 0], "z1": z[:, 1]}
+        z = model.apply(variables, views, train=False, method=SeqJEPA.encode)
+        out = {"z": z}
         for m in m_values:
             agg = model.apply(
                 variables,
@@ -71,7 +71,7 @@ def extract_features(
         out = dict(feature_fn(params, batch_stats, batch))
         out.update(
             label=batch["label"],
-            action01=batch["actions"][:, 0],
+            actions=batch["actions"],
             latents=batch["latents"],
             mask=batch["mask"],
         )
