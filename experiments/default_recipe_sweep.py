@@ -6,7 +6,7 @@ JSON line to `--out` with the overrides, wall time, steps, and every probe numbe
 one after another (never two at once: the machine has 2 cores and timings would interfere).
 
   python experiments/default_recipe_sweep.py --out experiments/results/default_sweep.jsonl \
-      --points baseline,wide --workroot /tmp/sweep
+      --points baseline,wide --workroot workdirs/sweep
 
 Grid points are defined in `POINTS` below; add one to try a new setting. The chosen default is the
 fastest point that clears the goals of issue 9 (aggregate accuracy >= random + 20 points, relative

@@ -17,6 +17,7 @@ from seqjepa_jax.data.procedural_shapes import (
     make_object,
     object_class,
 )
+from seqjepa_jax.data.threediebench import write_3diebench_tree
 
 SIZE = 24
 NUM_CLASSES = len(CLASS_NAMES)
@@ -258,7 +259,7 @@ def test_truncated_cache_is_rendered_again_with_a_warning(tmp_path):
 def test_write_3diebench_tree_layout(tmp_path):
     arrays = P.render_objects(np.array([0, 1, 13]), 3, 32, seed=0)
     root = str(tmp_path / "3DIEBench")
-    P.write_3diebench_tree(arrays, root, "train")
+    write_3diebench_tree(arrays, root, "train")
     index = np.load(os.path.join(root, "train_images.npy"))
     labels = np.load(os.path.join(root, "train_labels.npy"))
     assert index.dtype.kind == "U" and index.shape == (3,)

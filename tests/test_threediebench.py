@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from seqjepa_jax.data import pipeline
+from seqjepa_jax.data import pipeline, threediebench
 from seqjepa_jax.data.threediebench import OOD_VIEW_IDS, ThreeDIEBenchSource
 
 N, V, SIZE = 6, 5, 16
@@ -196,8 +196,6 @@ def test_missing_root_and_bad_view_arguments(tmp_path):
 def test_procedural_writer_roundtrip(tmp_path):
     """If the procedural renderer's tree writer exists, its trees read back exactly."""
     procedural = pytest.importorskip("seqjepa_jax.data.procedural")
-    if not hasattr(procedural, "write_3diebench_tree") or not hasattr(procedural, "ViewArrays"):
-        pytest.skip("procedural.write_3diebench_tree not available yet")
     images, latents, labels = make_data(n=3, v=4, seed=4)
     arrays = procedural.ViewArrays(
         images=images,
@@ -205,7 +203,7 @@ def test_procedural_writer_roundtrip(tmp_path):
         labels=labels.astype(np.int32),
         object_ids=np.arange(3, dtype=np.int32),
     )
-    procedural.write_3diebench_tree(arrays, str(tmp_path), "train")
+    threediebench.write_3diebench_tree(arrays, str(tmp_path), "train")
     src = ThreeDIEBenchSource(str(tmp_path), "train", views_per_object=4)
     np.testing.assert_array_equal(src.labels, labels)
     for obj in range(3):

@@ -80,7 +80,6 @@ __all__ = [
     "render_objects",
     "sample_latents",
     "split_object_ids",
-    "write_3diebench_tree",
 ]
 
 log = logging.getLogger(__name__)
@@ -473,39 +472,3 @@ def load_or_render(
         )  # fmt: skip
         _save_atomic(path, out[split], settings)
     return out
-
-
-def write_3diebench_tree(arrays: ViewArrays, root: str, split: str) -> None:
-    """Write views in the 3DIEBench release layout (spec §6.1), e.g. to test its reader.
-
-    `<root>/<synset>/<object>/image_{k}.jpg` (RGB JPEG) and `latent_{k}.npy` (7 float64) for
-    k < V, with synset f"{label:08d}" and object f"obj{object_id:010d}"; the index files
-    `<root>/{split}_images.npy` (unicode entries "/<synset>/<object>/") and `{split}_labels.npy`
-    (int64). The OOD split shares no object with train/val, so all splits may share one root.
-    """
-    from PIL import Image
-
-    if not split or "/" in split or os.sep in split:
-        raise ValueError(f"split must be a plain name such as 'train', got {split!r}")
-    images = arrays.images
-    if images.dtype != np.uint8 or images.ndim != 5 or images.shape[-1] != 3:
-        raise ValueError(f"images must be uint8 (N, V, H, W, 3), got {images.dtype}{images.shape}")
-    n, v = images.shape[:2]
-    shapes = (arrays.latents.shape, arrays.labels.shape, arrays.object_ids.shape)
-    if shapes != ((n, v, 7), (n,), (n,)):
-        raise ValueError("latents must be (N, V, 7) and labels, object_ids (N,), as the images")
-    entries = []
-    for i in range(n):
-        entry = f"/{int(arrays.labels[i]):08d}/obj{int(arrays.object_ids[i]):010d}/"
-        folder = os.path.join(root, entry.strip("/"))
-        os.makedirs(folder, exist_ok=True)
-        for k in range(v):
-            Image.fromarray(arrays.images[i, k], "RGB").save(
-                os.path.join(folder, f"image_{k}.jpg"), quality=95, subsampling=0
-            )
-            np.save(
-                os.path.join(folder, f"latent_{k}.npy"), arrays.latents[i, k].astype(np.float64)
-            )
-        entries.append(entry)
-    np.save(os.path.join(root, f"{split}_images.npy"), np.array(entries, dtype=np.str_))
-    np.save(os.path.join(root, f"{split}_labels.npy"), arrays.labels.astype(np.int64))

@@ -28,13 +28,14 @@ layout and the fix.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from seqjepa_jax.data.latents import NUM_LATENTS
-from seqjepa_jax.data.sources import ViewSource, hide_gpus_from_tensorflow
+from seqjepa_jax.data.sources import ViewArraysLike, ViewSource, hide_gpus_from_tensorflow
 
 DEFAULT_VIEWS_PER_OBJECT = 50
 """Views per object in 3DIEBench (spec §6.1)."""
@@ -56,7 +57,7 @@ LAYOUT_HELP = """Expected the 3DIEBench layout (spec §6.1):
       (k = 0..49 in 3DIEBench; 2..5 in the OOD folders: pass view_ids=(2, 3, 4, 5))
 To fix: point root at the extracted 3DIEBench folder (and index_dir at the folder with the split
 files, e.g. the official repository's data/3DIEBench/), or write a procedural tree with
-seqjepa_jax.data.procedural.write_3diebench_tree."""
+seqjepa_jax.data.threediebench.write_3diebench_tree."""
 
 
 def split_files(split: str) -> tuple[str, str]:
@@ -241,3 +242,39 @@ class ThreeDIEBenchSource(ViewSource):
                 tf.TensorSpec((NUM_LATENTS,), tf.float32),
             ),
         )
+
+
+def write_3diebench_tree(arrays: ViewArraysLike, root: str, split: str) -> None:
+    """Write views in the 3DIEBench release layout (spec §6.1), e.g. to test its reader.
+
+    `<root>/<synset>/<object>/image_{k}.jpg` (RGB JPEG) and `latent_{k}.npy` (7 float64) for
+    k < V, with synset f"{label:08d}" and object f"obj{object_id:010d}"; the index files
+    `<root>/{split}_images.npy` (unicode entries "/<synset>/<object>/") and `{split}_labels.npy`
+    (int64). The OOD split shares no object with train/val, so all splits may share one root.
+    """
+    from PIL import Image
+
+    if not split or "/" in split or os.sep in split:
+        raise ValueError(f"split must be a plain name such as 'train', got {split!r}")
+    images = arrays.images
+    if images.dtype != np.uint8 or images.ndim != 5 or images.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 (N, V, H, W, 3), got {images.dtype}{images.shape}")
+    n, v = images.shape[:2]
+    shapes = (arrays.latents.shape, arrays.labels.shape, arrays.object_ids.shape)
+    if shapes != ((n, v, 7), (n,), (n,)):
+        raise ValueError("latents must be (N, V, 7) and labels, object_ids (N,), as the images")
+    entries = []
+    for i in range(n):
+        entry = f"/{int(arrays.labels[i]):08d}/obj{int(arrays.object_ids[i]):010d}/"
+        folder = os.path.join(root, entry.strip("/"))
+        os.makedirs(folder, exist_ok=True)
+        for k in range(v):
+            Image.fromarray(arrays.images[i, k], "RGB").save(
+                os.path.join(folder, f"image_{k}.jpg"), quality=95, subsampling=0
+            )
+            np.save(
+                os.path.join(folder, f"latent_{k}.npy"), arrays.latents[i, k].astype(np.float64)
+            )
+        entries.append(entry)
+    np.save(os.path.join(root, f"{split}_images.npy"), np.array(entries, dtype=np.str_))
+    np.save(os.path.join(root, f"{split}_labels.npy"), arrays.labels.astype(np.int64))
