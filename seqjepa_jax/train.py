@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -279,6 +281,34 @@ def final_report(
     return results
 
 
+class PreemptionSignal:
+    """Records SIGTERM (TPU VM maintenance, SLURM `--signal`) instead of dying mid-step.
+
+    Used as a context manager around the loop: the handler is installed only in the main thread
+    and the previous one is restored on exit. The loop checks `received` after each step, saves a
+    checkpoint at that step and returns, so the process exits with status 0 and a rerun resumes.
+    Single-host: with several hosts every host must receive the signal.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        del frame
+        logging.warning("Received signal %d: checkpointing after this step and exiting.", signum)
+        self.received = True
+
+    def __enter__(self) -> PreemptionSignal:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains seq-JEPA as configured, resuming from `workdir` if it holds a checkpoint."""
     mesh = make_mesh()
@@ -334,42 +364,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
     started = time.time()
     stream = batch_stream(train_source, config, mesh, start_step)
-    for step in range(start_step, total_steps):
-        state, metrics = step_fn(state, next(stream))
-        history.append(metrics)
-        done = step + 1
-        bar.update(1)
-        if done % config.train.log_every_steps == 0 or done == total_steps:
-            last_metrics = _mean_metrics(history)
-            history = []
-            check_finite(last_metrics, done)
-            writer.write_scalars(done, {f"train/{k}": v for k, v in last_metrics.items()})
-            bar.set_postfix(
-                loss=f"{last_metrics['ssl_loss']:.3f}",
-                acc=f"{last_metrics['probe_accuracy']:.2f}",
-                spread=f"{last_metrics['encoder_spread']:.2f}",
-            )
-            if last_metrics["encoder_spread"] < 0.05:
-                logging.warning(
-                    "Step %d: encoder embeddings are collapsing (spread %.3f).",
-                    done,
-                    last_metrics["encoder_spread"],
+    with PreemptionSignal() as preemption:
+        for step in range(start_step, total_steps):
+            state, metrics = step_fn(state, next(stream))
+            history.append(metrics)
+            done = step + 1
+            bar.update(1)
+            if done % config.train.log_every_steps == 0 or done == total_steps:
+                last_metrics = _mean_metrics(history)
+                history = []
+                check_finite(last_metrics, done)
+                writer.write_scalars(done, {f"train/{k}": v for k, v in last_metrics.items()})
+                bar.set_postfix(
+                    loss=f"{last_metrics['ssl_loss']:.3f}",
+                    acc=f"{last_metrics['probe_accuracy']:.2f}",
+                    spread=f"{last_metrics['encoder_spread']:.2f}",
                 )
-        if done % eval_every == 0 and done != total_steps:
-            online = report_lib.online_probe_report(
-                features_lib.extract_features(
-                    feature_fn,
-                    state.params,
-                    state.batch_stats,
-                    eval_stream(eval_source, config, mesh, config.eval.max_eval_objects),
+                if last_metrics["encoder_spread"] < 0.05:
+                    logging.warning(
+                        "Step %d: encoder embeddings are collapsing (spread %.3f).",
+                        done,
+                        last_metrics["encoder_spread"],
+                    )
+            if done % eval_every == 0 and done != total_steps:
+                online = report_lib.online_probe_report(
+                    features_lib.extract_features(
+                        feature_fn,
+                        state.params,
+                        state.batch_stats,
+                        eval_stream(eval_source, config, mesh, config.eval.max_eval_objects),
+                    )
                 )
-            )
-            writer.write_scalars(done, {f"eval/{k}": v for k, v in online.items()})
-        ckpt.save(done, state)
+                writer.write_scalars(done, {f"eval/{k}": v for k, v in online.items()})
+            ckpt.save(done, state)
+            if preemption.received:
+                break
     bar.close()
     train_seconds = time.time() - started
     ckpt.save(int(state.step), state, force=True)
     ckpt.wait()
+    if preemption.received:
+        writer.flush()
+        ckpt.close()
+        logging.warning("Preempted: checkpoint at step %d saved; rerun to resume.", state.step)
+        return {"preempted": True, "step": int(state.step)}
 
     states = {"trained": state}
     if config.eval.compare_random_init:
