@@ -19,34 +19,14 @@ import numpy as np  # noqa: E402
 jax.config.update("jax_disable_most_optimizations", True)
 
 sys.path.insert(0, os.path.dirname(__file__))
-from tiny import tiny_batch, tiny_model, tiny_probes  # noqa: E402
+from tiny import sharded_trainer, tiny_batch  # noqa: E402
 
-from seqjepa_jax import optimizers, schedules, sharding  # noqa: E402
-from seqjepa_jax.state import init_train_state  # noqa: E402
-from seqjepa_jax.train_step import jit_train_step, make_train_step  # noqa: E402
+from seqjepa_jax import sharding  # noqa: E402
 
 
 def run(devices):
     mesh = sharding.make_mesh(devices)
-    model = tiny_model()
-    probes = tiny_probes(model)
-    lr = schedules.learning_rate_schedule(
-        "constant",
-        base_lr=1e-3,
-        initial_lr=0.0,
-        warmup_epochs=0,
-        total_epochs=1,
-        steps_per_epoch=3,
-    )
-    tau = schedules.ema_decay_schedule("step", tau_base=0.9, total_epochs=1, steps_per_epoch=3)
-    opt = optimizers.build_optimizer("adam", lr)
-    state = jax.jit(
-        lambda k: init_train_state(
-            k, model, probes, opt, num_obs_views=3, image_shape=(16, 16, 3), use_ema=True
-        ),
-        out_shardings=sharding.replicated(mesh),
-    )(jax.random.PRNGKey(0))
-    step = jit_train_step(make_train_step(model, probes, opt, lr, tau), mesh)
+    state, step = sharded_trainer(mesh)
     losses = []
     for i in range(3):
         state, metrics = step(state, sharding.global_batch(tiny_batch(batch=16, seed=i), mesh))
