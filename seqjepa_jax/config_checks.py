@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import ml_collections
 
-from seqjepa_jax.data import latents as latents_lib
+from seqjepa_jax.data import kinds
 from seqjepa_jax.models.resnet import STEMS
 from seqjepa_jax.optimizers import OPTIMIZERS
 from seqjepa_jax.schedules import EMA_UNITS, LR_SCHEDULES
 
-DATASETS = ("procedural", "3diebench")
+GLIMPSE_SOURCES = ("unit", "normalised")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -46,15 +46,33 @@ def validate_config(
 
     data, model, train, evaluation = config.data, config.model, config.train, config.eval
     check(
-        data.name in DATASETS,
-        f"config.data.name={data.name!r} is unknown; use one of {DATASETS}.",
+        data.name in kinds.DATASET_KINDS,
+        f"config.data.name={data.name!r} is unknown; use one of {tuple(kinds.DATASET_KINDS)}.",
     )
-    latent_ok = data.latent_type in latents_lib.LATENT_TYPES
-    check(
-        latent_ok,
-        f"config.data.latent_type={data.latent_type!r} is unknown; use one of "
-        f"{latents_lib.LATENT_TYPES}.",
-    )
+    kind = kinds.DATASET_KINDS.get(data.name)
+    action_dim = None
+    if kind is not None:
+        try:
+            action_dim = kinds.action_dim(data)
+        except ValueError as error:
+            problems.append(str(error))
+    if kind == "saccade":
+        saccade = data.saccades
+        check(
+            data.image_size == saccade.fovea_size,
+            f"config.data.image_size={data.image_size} must equal config.data.saccades."
+            f"fovea_size={saccade.fovea_size}: the encoder sees the glimpses.",
+        )
+        check(
+            1 <= saccade.fovea_size <= saccade.source_size,
+            f"config.data.saccades.fovea_size={saccade.fovea_size} must lie in "
+            f"[1, source_size={saccade.source_size}].",
+        )
+        check(
+            saccade.glimpse_from in GLIMPSE_SOURCES,
+            f"config.data.saccades.glimpse_from={saccade.glimpse_from!r}; use one of "
+            f"{GLIMPSE_SOURCES}.",
+        )
     check(model.stem in STEMS, f"config.model.stem={model.stem!r} is unknown; use one of {STEMS}.")
     check(
         model.compute_dtype in COMPUTE_DTYPES,
@@ -62,8 +80,10 @@ def validate_config(
     )
     check(train.seq_len >= 1, f"config.train.seq_len={train.seq_len}: M_tr must be >= 1.")
     views_needed = train.seq_len + 1
+    # Only rendered objects have a fixed number of views; image datasets make as many as asked.
+    views_available = data.views_per_object if kind == "views" else float("inf")
     check(
-        views_needed <= data.views_per_object,
+        views_needed <= views_available,
         f"config.train.seq_len={train.seq_len} needs M_tr + 1 = {views_needed} distinct views per "
         f"object but config.data.views_per_object={data.views_per_object}; lower seq_len or use "
         "more views per object.",
@@ -81,7 +101,7 @@ def validate_config(
             f"M_tr={train.seq_len}: it needs at least {eval_views}.",
         )
     check(
-        evaluation.num_views <= data.views_per_object,
+        evaluation.num_views <= views_available,
         f"config.eval.num_views={evaluation.num_views} exceeds config.data.views_per_object="
         f"{data.views_per_object}; lower it.",
     )
@@ -100,8 +120,8 @@ def validate_config(
         f"config.eval.batch_size={evaluation.batch_size} is not a positive multiple of the "
         f"{device_count} devices.",
     )
-    if latent_ok:
-        width = token_width(model, latents_lib.action_dim(data.latent_type))
+    if action_dim is not None:
+        width = token_width(model, action_dim)
         check(
             model.num_heads >= 1 and width % model.num_heads == 0,
             f"config.model.num_heads={model.num_heads} does not divide the aggregator token width "

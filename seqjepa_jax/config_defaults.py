@@ -25,16 +25,40 @@ def base_config() -> ml_collections.ConfigDict:
     config.seed = 42
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "3diebench"  # "procedural" (built in) or "3diebench" (real release layout).
-    config.data.data_dir = ""  # 3DIEBench root, or the procedural cache directory ("" = default).
-    config.data.latent_type = "rot"  # rot (d_a 4), color (2), rotcolor (6) (spec §6.1).
+    # "procedural" (built in), "3diebench" (release layout), "cifar100", "tinyimagenet" (views by
+    # augmentation), "stl10", "imagenet" (saccades); see seqjepa_jax/data/kinds.py.
+    config.data.name = "3diebench"
+    # 3DIEBench / TinyImageNet root, TFDS data_dir, or the procedural cache ("" = default).
+    config.data.data_dir = ""
+    config.data.download = False  # let TFDS download and prepare a missing dataset.
+    # rot (d_a 4), color (2), rotcolor (6), all (8) (spec §6.1); "aug" for CIFAR-100 and
+    # TinyImageNet (spec §6.3), "saccade" for STL-10 and ImageNet (spec §6.4).
+    config.data.latent_type = "rot"
     config.data.image_size = 128  # pixels fed to the encoder (views are resized to it).
     config.data.views_per_object = 50  # views stored per object (3DIEBench: 50).
     config.data.num_classes = 55  # 3DIEBench: the 55 ShapeNet synsets.
     config.data.mean = THREEDIEBENCH_MEAN
     config.data.std = THREEDIEBENCH_STD
-    config.data.train_split = "train"
-    config.data.eval_split = "val"
+    config.data.train_split = "train"  # the self-supervised split.
+    config.data.probe_train_split = ""  # fits the frozen probes ("" = train_split).
+    config.data.eval_split = "val"  # scores them.
+    # Views by parameterised augmentation (spec §6.3), for kind "augment".
+    config.data.augment = ml_collections.ConfigDict()
+    config.data.augment.use_blur = True  # False = the official `--no-blur` variant (d_a 8).
+    # Q4: the official L2-normalises each parameter across the views of a sample before taking
+    # differences; the default scales parameters by fixed constants (data/augment.py).
+    config.data.augment.normalize_across_views = False
+    # Foveal glimpses (spec §6.4), for kind "saccade"; V = seq_len + 1 fixations.
+    config.data.saccades = ml_collections.ConfigDict()
+    config.data.saccades.source_size = 96  # side of the image the fixations live in.
+    config.data.saccades.fovea_size = 32  # glimpse side; config.data.image_size must equal it.
+    config.data.saccades.inhibition_radius = 0  # 0 = fovea_size // 2 (official).
+    config.data.saccades.use_saliency = True  # official --use-sal.
+    config.data.saccades.inhibition_of_return = True  # official --ior.
+    config.data.saccades.transposed_centre = False  # Q20: the official transposed glimpse centre.
+    config.data.saccades.glimpse_from = "unit"  # "unit" (STL-10) or "normalised" (ImageNet).
+    config.data.saccades.centre_bias_weight = 0.0  # centre bias mixed into built-in saliency.
+    config.data.saccades.saliency_dir = ""  # released maps; "" = built-in spectral residual.
     # The built-in renderer (seqjepa_jax/data/procedural.py); used when name="procedural".
     config.data.procedural = ml_collections.ConfigDict()
     config.data.procedural.num_train_objects = 2000

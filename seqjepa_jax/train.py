@@ -4,7 +4,8 @@
 composition of small functions that the tests call one by one:
 
 1. validate the config against the devices (before anything compiles);
-2. build the view sources (procedural renderer cache or 3DIEBench on disk) and the model;
+2. build the run's data (`data/datasets.py`: rendered or on-disk objects, or image datasets whose
+   views are made on the devices) and the model;
 3. create the state directly with its sharding, or restore the newest checkpoint in the workdir;
 4. run the jitted step over the data stream starting at the state's step (data order is a
    function of (seed, step), so a resumed run sees exactly the batches it would have seen);
@@ -21,7 +22,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -34,9 +34,8 @@ from tqdm.auto import tqdm
 
 from seqjepa_jax import checkpointing, schedules
 from seqjepa_jax.config_checks import validate_config
-from seqjepa_jax.data import latents as latents_lib
-from seqjepa_jax.data import pipeline
-from seqjepa_jax.data.sources import ArraySource, ViewSource
+from seqjepa_jax.data import kinds
+from seqjepa_jax.data.datasets import RunData, build_data
 from seqjepa_jax.evaluation import features as features_lib
 from seqjepa_jax.evaluation import report as report_lib
 from seqjepa_jax.models.heads import OnlineProbes
@@ -47,45 +46,12 @@ from seqjepa_jax.state import TrainState, init_train_state
 from seqjepa_jax.train_step import jit_train_step, make_train_step
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-DEFAULT_CACHE = os.path.join("~", ".cache", "seqjepa_jax")
-
-
-def build_sources(config: ml_collections.ConfigDict) -> tuple[ViewSource, ViewSource]:
-    """(train source, held-out source) for `config.data`; raises clear errors on bad data."""
-    data = config.data
-    if data.name == "procedural":
-        from seqjepa_jax.data import procedural
-
-        spec = procedural.ProceduralConfig(
-            num_train_objects=data.procedural.num_train_objects,
-            num_val_objects=data.procedural.num_val_objects,
-            num_ood_objects=data.procedural.num_ood_objects,
-            views_per_object=data.views_per_object,
-            image_size=data.procedural.render_size,
-            seed=data.procedural.seed,
-        )
-        cache = os.path.expanduser(data.data_dir or os.path.join(DEFAULT_CACHE, "procedural"))
-        arrays = procedural.load_or_render(cache, spec, splits=("train", "val"))
-        return ArraySource(arrays["train"]), ArraySource(arrays["val"])
-    from seqjepa_jax.data.threediebench import ThreeDIEBenchSource
-
-    if not data.data_dir:
-        raise ValueError(
-            "config.data.data_dir is empty: point it at the 3DIEBench root (the folder with "
-            "<synset>/<object>/image_k.jpg and train_images.npy), e.g. "
-            "--config.data.data_dir=/data/3DIEBench."
-        )
-    kwargs = {"views_per_object": data.views_per_object}
-    return (
-        ThreeDIEBenchSource(data.data_dir, data.train_split, **kwargs),
-        ThreeDIEBenchSource(data.data_dir, data.eval_split, **kwargs),
-    )
 
 
 def build_model(config: ml_collections.ConfigDict) -> tuple[SeqJEPA, OnlineProbes]:
     """The online model and its online probes from `config.model` and the data's action width."""
     m = config.model
-    action_dim = latents_lib.action_dim(config.data.latent_type)
+    action_dim = kinds.action_dim(config.data)
     model = SeqJEPA(
         action_dim=action_dim,
         stem=m.stem,
@@ -159,47 +125,6 @@ def create_state(
     return jax.jit(init, out_shardings=replicated(mesh))(key)
 
 
-def batch_stream(
-    source: ViewSource, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, start_step: int
-) -> Iterator[dict[str, jax.Array]]:
-    """Global training batches from `start_step` on (deterministic in (seed, step))."""
-    dataset = pipeline.train_batches(
-        source,
-        num_views=config.train.seq_len + 1,
-        global_batch_size=config.train.batch_size,
-        latent_type=config.data.latent_type,
-        seed=config.seed,
-        start_step=start_step,
-        image_size=config.data.image_size,
-        mean=config.data.mean,
-        std=config.data.std,
-    )
-    return pipeline.global_batch_iterator(dataset.as_numpy_iterator(), mesh)
-
-
-def eval_stream(
-    source: ViewSource,
-    config: ml_collections.ConfigDict,
-    mesh: jax.sharding.Mesh,
-    max_objects: int | None = None,
-) -> Iterator[dict[str, jax.Array]]:
-    """One pass of fixed-view evaluation batches (padded, with a mask), optionally truncated."""
-    num_views = config.eval.num_views
-    dataset = pipeline.eval_batches(
-        source,
-        num_views=num_views,
-        global_batch_size=config.eval.batch_size,
-        latent_type=config.data.latent_type,
-        seed=config.seed,
-        image_size=config.data.image_size,
-        mean=config.data.mean,
-        std=config.data.std,
-    )
-    if max_objects is not None:
-        dataset = dataset.take(math.ceil(max_objects / config.eval.batch_size))
-    return pipeline.global_batch_iterator(dataset.as_numpy_iterator(), mesh)
-
-
 def log_startup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, **info: Any) -> None:
     """Logs devices, hosts and the batch arithmetic (big_vision's start-up message)."""
     devices = mesh.devices.size
@@ -240,20 +165,17 @@ def check_finite(metrics: dict[str, float], step: int) -> None:
 
 
 def probe_features(
-    config: ml_collections.ConfigDict,
-    feature_fn: Any,
-    state: TrainState,
-    sources: tuple[ViewSource, ViewSource],
-    mesh: jax.sharding.Mesh,
+    config: ml_collections.ConfigDict, feature_fn: Any, state: TrainState, data: RunData
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Frozen features of a state on (a capped subset of) the train and held-out splits."""
-    train_source, eval_source = sources
-    extract = lambda src, cap: features_lib.extract_features(  # noqa: E731
-        feature_fn, state.params, state.batch_stats, eval_stream(src, config, mesh, cap)
-    )
+    """Frozen features of a state on (a capped subset of) the probe-train and held-out splits."""
+
+    def extract(split: str, cap: int) -> dict[str, np.ndarray]:
+        batches = data.probe_batches(split, cap)
+        return features_lib.extract_features(feature_fn, state.params, state.batch_stats, batches)
+
     return (
-        extract(train_source, config.eval.max_train_objects),
-        extract(eval_source, config.eval.max_eval_objects),
+        extract("train", config.eval.max_train_objects),
+        extract("eval", config.eval.max_eval_objects),
     )
 
 
@@ -261,13 +183,12 @@ def final_report(
     config: ml_collections.ConfigDict,
     feature_fn: Any,
     states: dict[str, TrainState],
-    sources: tuple[ViewSource, ViewSource],
-    mesh: jax.sharding.Mesh,
+    data: RunData,
 ) -> dict[str, dict[str, float]]:
     """Frozen-probe report for each named state (e.g. trained and random init)."""
     results = {}
     for name, state in states.items():
-        train_features, eval_features = probe_features(config, feature_fn, state, sources, mesh)
+        train_features, eval_features = probe_features(config, feature_fn, state, data)
         results[name] = report_lib.frozen_probe_report(
             train_features,
             eval_features,
@@ -275,6 +196,8 @@ def final_report(
             m_values=config.eval.m_val,
             probe_steps=config.eval.probe_steps,
             probe_hidden=config.eval.probe_hidden,
+            individual_name=data.individual_target_name,
+            individual_targets=data.individual_targets,
         )
         if name == "trained":
             results[name].update(report_lib.online_probe_report(eval_features))
@@ -313,11 +236,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Trains seq-JEPA as configured, resuming from `workdir` if it holds a checkpoint."""
     mesh = make_mesh()
     validate_config(config, device_count=mesh.devices.size, process_count=jax.process_count())
-    sources = build_sources(config)
-    train_source, eval_source = sources
-    steps_per_epoch = pipeline.steps_per_epoch(
-        train_source.num_objects, config.train.batch_size, jax.process_count()
-    )
+    data = build_data(config, mesh)
+    steps_per_epoch = data.steps_per_epoch(config.train.batch_size)
     total_steps = steps_per_epoch * config.train.num_epochs
     model, probes = build_model(config)
     learning_rate, ema_decay = build_schedules(config, steps_per_epoch)
@@ -325,8 +245,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     log_startup(
         config,
         mesh,
-        train_data=train_source.describe(),
-        eval_data=eval_source.describe(),
+        **data.describe(),
         steps=f"{steps_per_epoch} per epoch x {config.train.num_epochs} epochs = {total_steps}",
     )
     os.makedirs(workdir, exist_ok=True)
@@ -363,7 +282,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         dynamic_ncols=True,
     )
     started = time.time()
-    stream = batch_stream(train_source, config, mesh, start_step)
+    stream = data.train_batches(start_step)
     with PreemptionSignal() as preemption:
         for step in range(start_step, total_steps):
             state, metrics = step_fn(state, next(stream))
@@ -392,7 +311,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                         feature_fn,
                         state.params,
                         state.batch_stats,
-                        eval_stream(eval_source, config, mesh, config.eval.max_eval_objects),
+                        data.probe_batches("eval", config.eval.max_eval_objects),
                     )
                 )
                 writer.write_scalars(done, {f"eval/{k}": v for k, v in online.items()})
@@ -412,7 +331,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     states = {"trained": state}
     if config.eval.compare_random_init:
         states["random_init"] = create_state(config, model, probes, optimizer, mesh)
-    probe_results = final_report(config, feature_fn, states, sources, mesh)
+    probe_results = final_report(config, feature_fn, states, data)
     for name, values in probe_results.items():
         writer.write_scalars(int(state.step), {f"final_{name}/{k}": v for k, v in values.items()})
     writer.flush()

@@ -23,8 +23,8 @@ CASES = [
     ("train.optimizer", "lamb", "config.train.optimizer='lamb' is unknown"),
     ("train.lr_schedule", "cosine", "config.train.lr_schedule='cosine' is unknown"),
     ("train.ema_schedule_unit", "epochs", "config.train.ema_schedule_unit='epochs'"),
-    ("data.latent_type", "quat", "config.data.latent_type='quat' is unknown"),
-    ("data.name", "imagenet", "config.data.name='imagenet' is unknown"),
+    ("data.latent_type", "quat", "config.data.latent_type='quat' does not fit"),
+    ("data.name", "mnist", "config.data.name='mnist' is unknown"),
     ("model.stem", "vit", "config.model.stem='vit' is unknown"),
     ("data.image_size", 4, "config.data.image_size=4 is smaller than the encoder's total stride"),
     ("eval.m_val", (1, 9), "config.eval.num_views=4 is too few for M_val=(1, 9)"),
@@ -71,12 +71,12 @@ def test_bad_config_fails_before_any_work(tmp_path):
 
 
 def test_missing_3diebench_root_is_named(tmp_path):
-    from seqjepa_jax import train
+    from seqjepa_jax.data import datasets
 
     config = load_config("3diebench")
     config.data.data_dir = str(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        train.build_sources(config)
+        datasets.build_view_sources(config)
     config.data.data_dir = ""
     with pytest.raises(ValueError, match="config.data.data_dir is empty"):
-        train.build_sources(config)
+        datasets.build_view_sources(config)

@@ -25,8 +25,7 @@ def final_state(workdir: str, config):
     """Restores the newest checkpoint of a workdir into a freshly built state's structure."""
     mesh = train.make_mesh()
     model, probes = train.build_model(config)
-    sources = train.build_sources(config)
-    steps = train.pipeline.steps_per_epoch(sources[0].num_objects, config.train.batch_size)
+    steps = train.build_data(config, mesh).steps_per_epoch(config.train.batch_size)
     lr, _ = train.build_schedules(config, steps)
     optimizer = train.build_optimizer(config.train.optimizer, lr, config.train.weight_decay)
     template = train.create_state(config, model, probes, optimizer, mesh)

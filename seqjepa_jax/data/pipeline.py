@@ -48,7 +48,7 @@ from seqjepa_jax.data.sources import ViewSource, hide_gpus_from_tensorflow
 BATCH_KEYS = ("views", "actions", "label", "latents", "object_index", "view_ids", "mask")
 
 # Independent random streams under one user seed.
-_ORDER_STREAM, _TRAIN_VIEW_STREAM, _EVAL_VIEW_STREAM = 0, 1, 2
+ORDER_STREAM, TRAIN_VIEW_STREAM, EVAL_VIEW_STREAM = 0, 1, 2
 _RNG_ALG = "philox"  # pinned so the data does not depend on the device TF would pick
 
 
@@ -113,6 +113,23 @@ def _key(seed: int, stream: int, *data: tf.Tensor) -> tf.Tensor:
 def _random_permutation(n: int, key: tf.Tensor) -> tf.Tensor:
     """A uniformly random permutation of range(n), as argsort of stateless uniforms."""
     return tf.argsort(tf.random.stateless_uniform((n,), seed=key, alg=_RNG_ALG), stable=True)
+
+
+def epoch_order(
+    num_examples: int,
+    seed: int,
+    epoch: tf.Tensor | int,
+    process_index: int,
+    process_count: int,
+    per_epoch: int,
+) -> tf.Tensor:
+    """This host's example indices for one epoch (int32, length `per_epoch`).
+
+    The global order is a permutation keyed on (seed, epoch); host p takes every P-th entry. Both
+    the view-source pipeline (inside tf.data) and the in-memory image pipeline (eagerly) use it.
+    """
+    order = _random_permutation(num_examples, _key(seed, ORDER_STREAM, epoch))
+    return tf.cast(order[process_index::process_count][:per_epoch], tf.int32)
 
 
 def _resolve_size(source: ViewSource, image_size: int | Sequence[int] | None) -> tuple[int, int]:
@@ -226,8 +243,7 @@ def train_batches(
     n = source.num_objects
 
     def epoch_indices(epoch: tf.Tensor) -> tf.data.Dataset:
-        order = _random_permutation(n, _key(seed, _ORDER_STREAM, epoch))
-        local = tf.cast(order[p::num_p][:per_epoch], tf.int32)
+        local = epoch_order(n, seed, epoch, p, num_p, per_epoch)
         return tf.data.Dataset.from_tensor_slices(
             (tf.fill([per_epoch], epoch), local, tf.ones([per_epoch], tf.int32))
         )
@@ -239,7 +255,7 @@ def train_batches(
         source,
         num_views,
         seed,
-        _TRAIN_VIEW_STREAM,
+        TRAIN_VIEW_STREAM,
         _resolve_size(source, image_size),
         mean,
         std,
@@ -285,7 +301,7 @@ def eval_batches(
         (np.zeros_like(padded), np.where(mask > 0, padded, 0).astype(np.int32), mask)
     )
     element_fn = _element_fn(
-        source, num_views, seed, _EVAL_VIEW_STREAM, _resolve_size(source, image_size), mean, std
+        source, num_views, seed, EVAL_VIEW_STREAM, _resolve_size(source, image_size), mean, std
     )
     return _finish(
         indices, element_fn, local_batch, latent_type, num_views, num_parallel_calls, prefetch

@@ -10,20 +10,27 @@ From features extracted on a probe-training split and a held-out split (`feature
   (the paper's relative rotation R² for the `rot` latent type; spec §7.1, §12.2), over every
   consecutive pair of the extracted sequences (the official eval uses only views 0 and 1, Q40; more
   pairs per object make the probe far less data-starved on small datasets);
-- `individual_rotation_r2_*`: MLP on one view's embedding → its absolute quaternion (spec §7.4,
-  the protocol inferred there), over every view;
+- `individual_{name}_r2_*`: MLP on one view's embedding → its absolute per-view target, over every
+  view: the quaternion for 3D objects (`individual_rotation`, spec §7.4, the protocol inferred
+  there), the augmentation parameter vector (`individual_augmentation`) or the fixation position
+  (`individual_position`); the data layer says which (`RunData.individual_targets`);
 each R² under both names of `metrics.py`. The online probes (trained inside the step) are scored on
 the held-out split too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from seqjepa_jax.data.quaternion import euler_xyz_to_quaternion
 from seqjepa_jax.evaluation import metrics, probes
+
+
+def rotation_targets(latents: np.ndarray) -> np.ndarray:
+    """Absolute quaternions (scalar-last, spec §6.1) of 3DIEBench-layout latents (..., 7)."""
+    return euler_xyz_to_quaternion(latents[..., :3]).astype(np.float32)
 
 
 def online_probe_report(features: dict[str, np.ndarray]) -> dict[str, float]:
@@ -52,8 +59,14 @@ def frozen_probe_report(
     m_values: Sequence[int],
     probe_steps: int,
     probe_hidden: int,
+    individual_name: str = "rotation",
+    individual_targets: Callable[[np.ndarray], np.ndarray] = rotation_targets,
 ) -> dict[str, float]:
-    """Fits every frozen-feature probe on `train` features and scores it on `test` features."""
+    """Fits every frozen-feature probe on `train` features and scores it on `test` features.
+
+    `individual_targets` maps the (N, V, d) latents to the per-view targets of the individual
+    probe, reported as `individual_{individual_name}_r2_*`.
+    """
     report: dict[str, float] = {}
 
     def classify(key: str) -> float:
@@ -75,7 +88,11 @@ def frozen_probe_report(
         report[f"{name}_r2_pooled"] = result["r2_pooled"]
 
     regress("relative_action", *consecutive_pairs(train), *consecutive_pairs(test))
-    regress("individual_rotation", *single_views(train), *single_views(test))
+    regress(
+        f"individual_{individual_name}",
+        *single_views(train, individual_targets),
+        *single_views(test, individual_targets),
+    )
     return report
 
 
@@ -86,8 +103,11 @@ def consecutive_pairs(features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.n
     return pairs.reshape(-1, pairs.shape[-1]), actions.reshape(-1, actions.shape[-1])
 
 
-def single_views(features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(z_j, absolute quaternion of view j) for every view, flattened (scalar-last, spec §6.1)."""
+def single_views(
+    features: dict[str, np.ndarray],
+    targets: Callable[[np.ndarray], np.ndarray] = rotation_targets,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(z_j, target of view j) for every view, flattened; targets computed from the latents."""
     z = features["z"]
-    quaternions = euler_xyz_to_quaternion(features["latents"][..., :3]).astype(np.float32)
-    return z.reshape(-1, z.shape[-1]), quaternions.reshape(-1, 4)
+    y = targets(features["latents"])
+    return z.reshape(-1, z.shape[-1]), y.reshape(-1, y.shape[-1])
