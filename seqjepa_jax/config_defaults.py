@@ -17,6 +17,13 @@ import ml_collections
 # 3DIEBench normalisation (spec §6.1, main_transformed_views.py:137-138).
 THREEDIEBENCH_MEAN = (0.5016, 0.5037, 0.5060)
 THREEDIEBENCH_STD = (0.1030, 0.0999, 0.0969)
+# (mean, std) of the image datasets (spec §6.3 "Normalisation constants").
+NORMALISATION = {
+    "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    "tinyimagenet": ((0.4802, 0.4481, 0.3975), (0.2302, 0.2265, 0.2262)),
+    "stl10": ((0.4467, 0.4398, 0.4066), (0.2241, 0.2215, 0.2239)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -31,6 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
     # 3DIEBench / TinyImageNet root, TFDS data_dir, or the procedural cache ("" = default).
     config.data.data_dir = ""
     config.data.download = False  # let TFDS download and prepare a missing dataset.
+    config.data.manual_dir = ""  # ImageNet: folder with the ILSVRC2012 tars (TFDS manual_dir).
     # rot (d_a 4), color (2), rotcolor (6), all (8) (spec §6.1); "aug" for CIFAR-100 and
     # TinyImageNet (spec §6.3), "saccade" for STL-10 and ImageNet (spec §6.4).
     config.data.latent_type = "rot"
@@ -120,6 +128,102 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.probe_hidden = 1024  # hidden width of the frozen rotation MLP (official 1024).
     config.eval.compare_random_init = True  # also probe a randomly initialised model.
     return config
+
+
+def augmentation_recipe(
+    config: ml_collections.ConfigDict, arg: str | None, config_name: str
+) -> ml_collections.ConfigDict:
+    """The shared transformed-views recipe of CIFAR-100 and TinyImageNet, with its variants."""
+    config.data.latent_type = "aug"
+    config.data.views_per_object = 0  # unused: views are made from one image
+    config.model.stem = "cifar"
+    # The official augmentation path zeroes the last observation's action before projecting
+    # it (Q29); the predictor's action is projected first, as in every transforms run (Q30).
+    config.model.zero_last_action_before_projection = True
+    config.train.seq_len = 3
+    config.train.batch_size = 256
+    config.train.num_epochs = 2000
+    config.train.log_every_steps = 100
+    config.train.eval_every_epochs = 50
+    config.eval.m_val = (1, 3, 5)
+    config.eval.num_views = 6
+    config.eval.max_train_objects = 50_000
+    config.eval.max_eval_objects = 10_000
+    if arg == "no_blur":
+        config.data.augment.use_blur = False
+    elif arg == "official_actions":
+        config.data.augment.normalize_across_views = True
+    elif arg == "smoke":
+        smoke_variant(config)
+    elif arg:
+        raise ValueError(
+            f"Unknown variant {arg!r} for configs/{config_name}; use no_blur, official_actions "
+            "or smoke."
+        )
+    return config
+
+
+def saccade_recipe(
+    config: ml_collections.ConfigDict, arg: str | None, config_name: str
+) -> ml_collections.ConfigDict:
+    """The shared saccade (PLS) recipe of STL-10 and ImageNet (spec §3, §4.3, §5.2-§5.3).
+
+    What `main_pls.py` runs: AdamW 4e-4 with wd 1e-3 on ndim != 1 parameters, the 20-epoch
+    per-epoch warmup from 1e-5 then constant (Q2), EMA τ_base 0.996, batch 512, 2000 epochs, a
+    linear online position probe, observation actions projected before the predictor's (Q30) and
+    the last observation's action zeroed before projection (Q29). V = num_saccades = M_tr + 1.
+    """
+    config.data.latent_type = "saccade"
+    config.data.views_per_object = 0  # unused: glimpses are made from one image
+    config.model.pred_action_first = False
+    config.model.zero_last_action_before_projection = True
+    config.model.probe_hidden = 0
+    config.train.optimizer = "adamw"
+    config.train.weight_decay = 1e-3
+    config.train.seq_len = 4  # 5 saccades (spec §5.3)
+    config.train.batch_size = 512
+    config.train.num_epochs = 2000
+    config.train.log_every_steps = 100
+    config.train.eval_every_epochs = 50
+    config.eval.m_val = (1, 2, 3, 4)
+    config.eval.num_views = 5
+    if arg == "official_centre":
+        config.data.saccades.transposed_centre = True
+    elif arg == "no_saliency":
+        config.data.saccades.use_saliency = False
+    elif arg == "smoke":
+        smoke_variant(config)
+    elif arg:
+        raise ValueError(
+            f"Unknown variant {arg!r} for configs/{config_name}; use official_centre, "
+            "no_saliency or smoke."
+        )
+    return config
+
+
+def smoke_variant(config: ml_collections.ConfigDict) -> None:
+    """Shrinks any recipe to a tiny model and a few steps (for mock data and quick checks)."""
+    config.model.width = 4
+    config.model.stage_sizes = (1, 1, 1, 1)
+    config.model.act_proj_dim = 8
+    config.model.num_layers = 1
+    config.model.pred_hidden = 16
+    config.model.probe_hidden = 16 if config.model.probe_hidden > 0 else 0
+    config.train.seq_len = 2
+    config.train.batch_size = 8
+    config.train.num_epochs = 1
+    config.train.warmup_epochs = 0
+    config.train.log_every_steps = 1
+    config.train.eval_every_epochs = 1
+    config.train.checkpoint_every_steps = 2
+    config.train.progress_bar = False
+    config.eval.batch_size = 8
+    config.eval.m_val = (1, 2)
+    config.eval.num_views = 3
+    config.eval.max_train_objects = 16
+    config.eval.max_eval_objects = 16
+    config.eval.probe_steps = 5
+    config.eval.probe_hidden = 16
 
 
 def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:

@@ -18,7 +18,6 @@ run would have seen.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import math
 import os
 from collections.abc import Iterator
@@ -213,7 +212,7 @@ def build_view_maker(config: ml_collections.ConfigDict):  # noqa: ANN201
     from seqjepa_jax.data import view_makers
 
     data = config.data
-    num_views = config.train.seq_len + 1
+    num_views = config.train.seq_len + 1  # probe views: `train_and_probe_view_fns`
     if kinds.dataset_kind(data.name) == "augment":
         return view_makers.AugmentedViews(
             num_views=num_views,
@@ -226,7 +225,7 @@ def build_view_maker(config: ml_collections.ConfigDict):  # noqa: ANN201
         )
     s = data.saccades
     return view_makers.SaccadeViews(
-        num_saccades=num_views,
+        num_views=num_views,
         fovea_size=s.fovea_size,
         inhibition_radius=s.inhibition_radius or s.fovea_size // 2,
         use_saliency=s.use_saliency,
@@ -241,11 +240,7 @@ def build_view_maker(config: ml_collections.ConfigDict):  # noqa: ANN201
 
 
 class ImageData(RunData):
-    """Source images in host memory, views made on the devices (module docstring).
-
-    The probe batches use `config.eval.num_views` views per image made with the evaluation random
-    stream, so an image's evaluation views are fixed by the seed.
-    """
+    """Source images in host memory, views made on the devices (module docstring)."""
 
     def __init__(
         self,
@@ -261,11 +256,9 @@ class ImageData(RunData):
         self.num_train_examples = splits["ssl"].num_examples
         kind = kinds.dataset_kind(config.data.name)
         self.individual_target_name = "augmentation" if kind == "augment" else "position"
-        maker = build_view_maker(config)
-        self._train_views = view_makers.jit_view_fn(maker, mesh, pipeline.TRAIN_VIEW_STREAM)
-        length_field = "num_views" if kind == "augment" else "num_saccades"
-        probe_maker = dataclasses.replace(maker, **{length_field: config.eval.num_views})
-        self._probe_views = view_makers.jit_view_fn(probe_maker, mesh, pipeline.EVAL_VIEW_STREAM)
+        self._train_views, self._probe_views = view_makers.train_and_probe_view_fns(
+            build_view_maker(config), mesh, config.eval.num_views
+        )
 
     def describe(self) -> dict[str, str]:
         """See :meth:`RunData.describe`."""

@@ -104,16 +104,19 @@ def load_tfds_images(
     hide_gpus_from_tensorflow()
     data_dir = os.path.expanduser(data_dir) if data_dir else None
     builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
-        if not download:
-            raise ValueError(_missing_tfds_message(name, split, data_dir, "it is not prepared"))
+    if download and not builder.is_prepared():
         try:
             builder.download_and_prepare()
         except Exception as error:  # network, disk, checksum: all end the same way
             raise ValueError(
                 _missing_tfds_message(name, split, data_dir, f"download failed ({error})")
             ) from error
-    dataset = builder.as_dataset(split=split, shuffle_files=False)
+    try:
+        dataset = builder.as_dataset(split=split, shuffle_files=False)
+    except Exception as error:  # not prepared, or an unknown split
+        raise ValueError(
+            _missing_tfds_message(name, split, data_dir, f"it is not prepared ({error})")
+        ) from error
     images, labels = [], []
     for batch in tfds.as_numpy(dataset.batch(read_batch)):
         images.append(batch["image"])
@@ -218,8 +221,8 @@ def write_tinyimagenet_tree(
         folder = os.path.join(root, "train", wnid, "images")
         os.makedirs(folder, exist_ok=True)
         for k in range(per_class + val_per_class):
-            pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-            pixels[..., c % 3] = 40 * c  # a class-dependent channel
+            pixels = rng.integers(120, 136, (64, 64, 3), dtype=np.uint8)
+            pixels[..., c % 3] = 40 * c  # a class-dependent channel (survives JPEG)
             if k < per_class:
                 Image.fromarray(pixels).save(os.path.join(folder, f"{wnid}_{k}.JPEG"))
             else:

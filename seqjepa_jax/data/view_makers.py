@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from seqjepa_jax import sharding
-from seqjepa_jax.data import augment, saccades
+from seqjepa_jax.data import augment, pipeline, saccades
 
 ViewFn = Callable[[dict[str, jax.Array]], dict[str, jax.Array]]
 
@@ -120,7 +120,7 @@ class SaccadeViews:
     """Foveal glimpse sequences of STL-10 / ImageNet images (spec §6.4).
 
     Attributes:
-      num_saccades: V = M_tr + 1 fixations; the last is the prediction target.
+      num_views: V = M_tr + 1 fixations (the official `--num-saccades`); the last is the target.
       fovea_size: glimpse side in pixels (honoured, unlike the official STL-10 code, Q19).
       inhibition_radius: half-side of the inhibited window (official: fovea_size // 2).
       use_saliency, inhibition_of_return: the official `--use-sal` and `--ior`.
@@ -132,7 +132,7 @@ class SaccadeViews:
       mean, std, seed: as in :class:`AugmentedViews`.
     """
 
-    num_saccades: int
+    num_views: int
     fovea_size: int
     inhibition_radius: int
     use_saliency: bool
@@ -164,7 +164,7 @@ class SaccadeViews:
             keys,
             images,
             saliency,
-            num_saccades=self.num_saccades,
+            num_saccades=self.num_views,
             fovea_size=self.fovea_size,
             inhibition_radius=self.inhibition_radius,
             use_saliency=self.use_saliency,
@@ -180,3 +180,15 @@ class SaccadeViews:
 def jit_view_fn(maker: AugmentedViews | SaccadeViews, mesh: Mesh, stream: int) -> ViewFn:
     """The view maker for one random stream, jitted with batch-sharded outputs."""
     return jax.jit(lambda raw: maker(raw, stream), out_shardings=sharding.batch_sharded(mesh))
+
+
+def train_and_probe_view_fns(
+    maker: AugmentedViews | SaccadeViews, mesh: Mesh, probe_num_views: int
+) -> tuple[ViewFn, ViewFn]:
+    """(training view fn, probe view fn): the probes see `probe_num_views` views per image made
+    with the evaluation stream, so an image's evaluation views are fixed by the seed."""
+    probe_maker = dataclasses.replace(maker, num_views=probe_num_views)
+    return (
+        jit_view_fn(maker, mesh, pipeline.TRAIN_VIEW_STREAM),
+        jit_view_fn(probe_maker, mesh, pipeline.EVAL_VIEW_STREAM),
+    )

@@ -77,7 +77,8 @@ class OnlineProbes(nn.Module):
     Attributes:
       num_classes: classes of the linear probe on the aggregate.
       action_dim: width of the action regressed from the encoder pair (z1, z2).
-      hidden: hidden width of the action MLP (official 1024).
+      hidden: hidden width of the action MLP (official 1024); <= 0 makes the action probe
+        linear, as the official saccade recipes' `online_equiprobe` (spec §4.3).
     """
 
     num_classes: int
@@ -91,7 +92,7 @@ class OnlineProbes(nn.Module):
         pair = jax.lax.stop_gradient(pair.astype(jnp.float32))
         logits = Linear(self.num_classes, name="class_probe")(agg_out)
         x = pair
-        for i in range(2):
+        for i in range(2 if self.hidden > 0 else 0):
             x = nn.relu(Linear(self.hidden, name=f"action_probe_{i}")(x))
         action = Linear(self.action_dim, name="action_probe_out")(x)
         return logits, action
