@@ -79,8 +79,8 @@ def extract_glimpses(
     """Foveal glimpses (n, F, F, C) of one (H, W, C) float image at (n, 2) (row, col) centres.
 
     Bilinear samples at the coordinates of :func:`glimpse_sample_coordinates` (spacing
-    F / (F - 1) pixels: the first and last samples are F pixels apart, as officially); samples outside
-    the image blend with zeros, as grid_sample's zeros padding. ``transposed_centre=True``
+    F / (F - 1) pixels: the first and last samples are F pixels apart, as officially); samples
+    outside the image blend with zeros, as grid_sample's zeros padding. ``transposed_centre=True``
     reproduces the official transposed centre (Q20).
     """
     if image.ndim != 3:

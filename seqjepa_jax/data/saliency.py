@@ -10,7 +10,12 @@ accelerator inside the input pipeline:
   Approach", CVPR 2007. With F the 2-D Fourier transform of the grayscale image,
   L = log|F| (log-amplitude), P = arg F (phase), R = L - h_3 * L (h_3 the 3x3 mean filter),
   the map is S = g_sigma * |F^-1[exp(R + iP)]|^2 with g_sigma a Gaussian. The paper computes it on
-  an image down-sampled to 64 px wide with sigma = 8 px, which are the defaults here.
+  an image down-sampled to 64 px wide with sigma = 8 px, which are the defaults here. S is then
+  shifted so that its minimum is 0, as the min-max rescaling (``mat2gray``) of the authors'
+  published MATLAB snippet does: the whitened spectrum keeps a large DC term, which adds a nearly
+  uniform floor to S; left in, that floor would spread most of the sampling mass evenly over the
+  image (on a flat 96 px image with one 5 px patch, the 21 px window around the patch held 8% of
+  the mass with the floor and 36% without).
 - :func:`centre_bias`: an isotropic-in-relative-units Gaussian at the image centre, the usual
   free-viewing prior (DeepGaze adds a learned one); mixed in with ``centre_bias_weight``.
 
@@ -135,6 +140,7 @@ def _spectral_residual(
     phase = jnp.angle(spectrum)
     saliency = jnp.abs(jnp.fft.ifft2(jnp.exp(residual + 1j * phase))) ** 2
     saliency = _gaussian_blur(saliency.astype(jnp.float32), blur_sigma)
+    saliency = saliency - jnp.min(saliency)  # drop the uniform floor (see the docstring)
     if saliency.shape != out_hw:
         saliency = jax.image.resize(saliency, out_hw, method="linear", antialias=True)
     saliency = _normalise(jnp.maximum(saliency, 0.0))
