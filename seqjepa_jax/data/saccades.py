@@ -90,10 +90,15 @@ def _draw_fixations(
 
     def step(p: jax.Array, step_key: jax.Array) -> tuple[jax.Array, jax.Array]:
         if draw_from_map:
-            index = jax.random.categorical(step_key, jnp.log(p.reshape(-1)))
+            # P(row, col) = P(row) P(col | row): the categorical over the h * w flat pixels as two
+            # draws over h and w entries, exact in distribution and h * w / (h + w) times fewer
+            # random numbers (48x at 96 px, where the flat draw dominated the sampler's time).
+            row_key, col_key = jax.random.split(step_key)
+            row = jax.random.categorical(row_key, jnp.log(jnp.sum(p, axis=1)))
+            col = jax.random.categorical(col_key, jnp.log(p[row]))
         else:
             index = jax.random.randint(step_key, (), 0, height * width)
-        row, col = index // width, index % width
+            row, col = index // width, index % width
         if inhibition_of_return:
             window = (jnp.abs(rows - row) <= inhibition_radius)[:, None] & (
                 jnp.abs(cols - col) <= inhibition_radius
@@ -151,8 +156,9 @@ def sample_fixations(
 ) -> jax.Array:
     """Fixations (num_fixations, 2) int32 (row, col), in sampling order (spec §6.4.2 step 1).
 
-    Each step draws one flat pixel index from the current map p (``torch.multinomial`` officially;
-    here a categorical draw on log p, exact in distribution), row = index // w, col = index % w.
+    Each step draws one pixel from the current map p: officially one ``torch.multinomial`` draw
+    of a flat index, row = index // w, col = index % w; here a row from the row sums of p, then a
+    column from that row (the same distribution, far fewer random numbers).
     With inhibition of return the inclusive square [row - R, row + R] x [col - R, col + R], clipped
     at the borders, is zeroed, ``IOR_FLOOR`` (1e-16) is added to every pixel and p is renormalised.
     The inhibition is cumulative within the sequence. Once every pixel with mass has been inhibited
