@@ -202,9 +202,10 @@ def load_split_saliency(config: ml_collections.ConfigDict, split: str) -> np.nda
     saccade = config.data.saccades
     if not saccade.saliency_dir or not saccade.use_saliency:
         return None
-    from seqjepa_jax.data import saccades
+    from seqjepa_jax.data import saliency_files
 
-    return saccades.load_stl10_saliency(saccade.saliency_dir, split)
+    folder = {"unlabelled": "unlabeled"}.get(split, split)  # TFDS vs the release's spelling
+    return saliency_files.load_stl10_saliency(saccade.saliency_dir, folder)
 
 
 def build_view_maker(config: ml_collections.ConfigDict):  # noqa: ANN201

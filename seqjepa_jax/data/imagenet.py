@@ -72,7 +72,7 @@ def load_builder(data_dir: str | None, manual_dir: str | None = None):  # noqa: 
 
 
 def _saliency_loader(saliency_dir: str, split_folder: str, wnids: list[str]):  # noqa: ANN202
-    from seqjepa_jax.data.saccades import imagenet_saliency_path
+    from seqjepa_jax.data.saliency_files import imagenet_saliency_path
 
     def load(file_name: bytes, label: np.int64) -> np.ndarray:
         image_id = file_name.decode().rsplit(".", 1)[0]

@@ -35,6 +35,7 @@ from jax.sharding import Mesh
 
 from seqjepa_jax import sharding
 from seqjepa_jax.data import augment, pipeline, saccades
+from seqjepa_jax.data import saliency as saliency_lib
 
 ViewFn = Callable[[dict[str, jax.Array]], dict[str, jax.Array]]
 
@@ -153,7 +154,7 @@ class SaccadeViews:
             saliency = raw["saliency"]
         elif self.use_saliency:
             saliency = jax.vmap(
-                lambda im: saccades.spectral_residual_saliency(
+                lambda im: saliency_lib.spectral_residual_saliency(
                     im, centre_bias_weight=self.centre_bias_weight
                 )
             )(images)
@@ -171,8 +172,10 @@ class SaccadeViews:
             inhibition_of_return=self.inhibition_of_return,
             transposed_centre=self.transposed_centre,
             glimpse_from=self.glimpse_from,
-            mean=jnp.asarray(self.mean, jnp.float32),
-            std=jnp.asarray(self.std, jnp.float32),
+            # STL-10's glimpses go through PIL (uint8 truncation) before Normalize (§6.4.2).
+            quantize_uint8=self.glimpse_from == "unit",
+            mean=tuple(self.mean),
+            std=tuple(self.std),
         )
         return _contract(raw, glimpses, saccades.positions_to_actions(positions), positions)
 
