@@ -130,9 +130,19 @@ def adjust_brightness(image: jax.Array, factor: jax.Array | float) -> jax.Array:
     return blend(image, 0.0, factor)
 
 
+def mean_luma(image: jax.Array) -> jax.Array:
+    """Mean ITU-R 601-2 luma of an (H, W, 3) image, a scalar (the contrast reference).
+
+    Written as a contraction: XLA:CPU runs it several times faster than a reduce of the luma.
+    """
+    weights = jnp.asarray(LUMA_WEIGHTS, image.dtype)
+    total = jnp.einsum("hwc,c->", image, weights, precision=_HIGHEST)
+    return total / (image.shape[-3] * image.shape[-2])
+
+
 def adjust_contrast(image: jax.Array, factor: jax.Array | float) -> jax.Array:
     """Contrast: blend with the mean luma of the whole (H, W, 3) image."""
-    return blend(image, jnp.mean(grayscale(image)), factor)
+    return blend(image, mean_luma(image), factor)
 
 
 def adjust_saturation(image: jax.Array, factor: jax.Array | float) -> jax.Array:
@@ -145,19 +155,24 @@ def adjust_hue(image: jax.Array, shift: jax.Array | float) -> jax.Array:
 
     The inverse uses the closed form ``c_n = v - v s clip(min(k, 4 - k), 0, 1)`` with
     ``k = (n + 6 h) mod 6`` and n = 5, 3, 1 for R, G, B, which equals the six-sector table.
+    Channel-wise max/min and ``floor`` instead of axis reductions and ``mod``: several times
+    faster on XLA:CPU, same values.
     """
     r, g, b = image[..., 0], image[..., 1], image[..., 2]
-    value = jnp.max(image, axis=-1)
-    chroma = value - jnp.min(image, axis=-1)
+    value = jnp.maximum(jnp.maximum(r, g), b)
+    chroma = value - jnp.minimum(jnp.minimum(r, g), b)
     grey = chroma == 0.0
     saturation = jnp.where(grey, 0.0, chroma / jnp.where(value == 0.0, 1.0, value))
-    safe_chroma = jnp.where(grey, 1.0, chroma)
-    rc, gc, bc = ((value - c) / safe_chroma for c in (r, g, b))
+    inverse_chroma = 1.0 / jnp.where(grey, 1.0, chroma)
+    rc, gc, bc = ((value - c) * inverse_chroma for c in (r, g, b))
     sector = jnp.where(value == r, bc - gc, jnp.where(value == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    hue = jnp.mod(jnp.where(grey, 0.0, sector) / 6.0 + shift, 1.0)
+    # 6 * hue in [0, 6): torchvision's fmod(h / 6 + 1, 1), then the shift, wrapped.
+    hue6 = jnp.where(grey, 0.0, sector) + 6.0 * shift
+    hue6 = hue6 - 6.0 * jnp.floor(hue6 / 6.0)
     channels = []
     for n in (5.0, 3.0, 1.0):
-        k = jnp.mod(n + 6.0 * hue, 6.0)
+        k = n + hue6
+        k = jnp.where(k >= 6.0, k - 6.0, k)
         channels.append(value - value * saturation * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0))
     return jnp.stack(channels, axis=-1)
 
