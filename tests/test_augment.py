@@ -213,9 +213,7 @@ def test_augment_sequence_is_deterministic_given_its_params():
 
 
 def _batch(batch: int, seed: int, hw=(32, 32)):
-    keys = jax.vmap(lambda index: jax.random.fold_in(jax.random.key(seed), index))(
-        jnp.arange(batch)
-    )
+    keys = augment.example_keys(seed, 0, jnp.arange(batch))
     images = np.random.default_rng(seed).integers(0, 256, (batch, *hw, 3), dtype=np.uint8)
     return keys, images
 
@@ -239,6 +237,16 @@ def test_augment_batch_is_per_example_and_compiles_once():
     assert not np.array_equal(halves[0][1], halves[1][1])
     unnormalised = np.asarray(views) * np.array(CIFAR_STD) + np.array(CIFAR_MEAN)
     assert unnormalised.min() >= -1e-5 and unnormalised.max() <= 1 + 1e-5
+
+
+def test_example_keys_depend_on_the_global_index_not_the_batch():
+    full = jax.random.key_data(augment.example_keys(3, 7, jnp.arange(6)))
+    part = jax.random.key_data(augment.example_keys(3, 7, jnp.array([4, 5])))
+    np.testing.assert_array_equal(part, full[4:])
+    expected = jax.random.fold_in(jax.random.fold_in(jax.random.key(3), 7), 4)
+    np.testing.assert_array_equal(part[0], jax.random.key_data(expected))
+    other_step = jax.random.key_data(augment.example_keys(3, 8, jnp.arange(6)))
+    assert not np.any(np.all(other_step == full, axis=1))
 
 
 def test_augment_batch_rejects_bad_inputs():
