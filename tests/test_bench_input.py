@@ -1,0 +1,40 @@
+"""Smoke test of experiments/bench_input.py on a tiny batch (the augmentation stage, spec §6.3)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "bench_input.py")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_input", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_augment_measurement_prints_one_complete_record(bench, capsys, tmp_path):
+    output = tmp_path / "bench.jsonl"
+    argv = ["--measure=augment", "--batch=2", "--steps=2", "--image_size=20", "--out_size=16"]
+    records = bench.main(argv + [f"--output={output}"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(lines) == 1 and len(records) == 1
+    record = json.loads(lines[0])
+    assert record == records[0] == json.loads(output.read_text())
+    assert tuple(record) == bench.RECORD_KEYS
+    assert (record["stage"], record["batch"], record["views"]) == ("augment", 2, 4)
+    assert (record["image_size"], record["out_size"]) == (20, 16)
+    assert record["views_per_s"] == pytest.approx(4 * record["sequences_per_s"], rel=1e-3, abs=0.5)
+    for key in ("compile_s", "step_s_median", "step_s_min", "step_s_max"):
+        assert record[key] > 0, key
+
+
+def test_bad_arguments_are_rejected(bench):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--batch=0"])
