@@ -9,7 +9,7 @@ Run from the repository root:
 (32), V = M_tr + 1 = 4 views each (M_tr = 3 observations with the official observation spec, the
 target with the target spec), rendered at `--out_size` px (32) and normalised with the CIFAR-100
 constants. One timed step is what the training loop would run per batch: derive one key per
-example from (seed, step, global index) (`augment.example_keys`), then `augment.augment_batch`;
+example from (seed, step, global index) (`view_makers.example_keys`), then `augment.augment_batch`;
 the step number changes every step, so every step draws new augmentations. Random source images
 (a fixed batch) stand in for CIFAR-100, whose decode is not part of this stage.
 
@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjepa_jax.data import augment
+from seqjepa_jax.data import augment, view_makers
 
 CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)  # spec §6.3 normalisation constants
 CIFAR100_STD = (0.2675, 0.2565, 0.2761)
@@ -107,7 +107,7 @@ def measure_augment(args: argparse.Namespace) -> dict:
 
     @jax.jit
     def augment_step(step: jax.Array, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-        keys = augment.example_keys(args.seed, step, indices)
+        keys = view_makers.example_keys(args.seed, 0, step, indices)
         return augment.augment_batch(
             keys,
             images,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from seqjepa_jax.data import augment
+from seqjepa_jax.data import augment, view_makers
 
 OBS, TARGET = augment.official_view_specs(32)
 CIFAR_MEAN, CIFAR_STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
@@ -213,7 +213,7 @@ def test_augment_sequence_is_deterministic_given_its_params():
 
 
 def _batch(batch: int, seed: int, hw=(32, 32)):
-    keys = augment.example_keys(seed, 0, jnp.arange(batch))
+    keys = view_makers.example_keys(seed, 0, 0, jnp.arange(batch))
     images = np.random.default_rng(seed).integers(0, 256, (batch, *hw, 3), dtype=np.uint8)
     return keys, images
 
@@ -225,7 +225,7 @@ def test_augment_batch_is_per_example_and_compiles_once():
     views, params = augment.augment_batch(keys, images, *args)
     assert views.shape == (4, 4, 32, 32, 3) and views.dtype == jnp.float32
     assert params.shape == (4, 4, 9)
-    raw_keys = jax.random.key_data(keys)
+    raw_keys = keys
     before = augment.augment_batch._cache_size()
     halves = [
         augment.augment_batch(raw_keys[s], images[s], *args) for s in (slice(0, 2), slice(2, 4))
@@ -240,13 +240,18 @@ def test_augment_batch_is_per_example_and_compiles_once():
 
 
 def test_example_keys_depend_on_the_global_index_not_the_batch():
-    full = jax.random.key_data(augment.example_keys(3, 7, jnp.arange(6)))
-    part = jax.random.key_data(augment.example_keys(3, 7, jnp.array([4, 5])))
+    full = view_makers.example_keys(3, 1, 7, jnp.arange(6))
+    part = view_makers.example_keys(3, 1, 7, jnp.array([4, 5]))
     np.testing.assert_array_equal(part, full[4:])
-    expected = jax.random.fold_in(jax.random.fold_in(jax.random.key(3), 7), 4)
-    np.testing.assert_array_equal(part[0], jax.random.key_data(expected))
-    other_step = jax.random.key_data(augment.example_keys(3, 8, jnp.arange(6)))
-    assert not np.any(np.all(other_step == full, axis=1))
+    base = jax.random.fold_in(jax.random.PRNGKey(3), 1)
+    expected = jax.random.fold_in(jax.random.fold_in(base, 7), 4)
+    np.testing.assert_array_equal(part[0], expected)
+    per_example_epochs = view_makers.example_keys(3, 1, jnp.full(6, 7), jnp.arange(6))
+    np.testing.assert_array_equal(per_example_epochs, full)
+    other_epoch = view_makers.example_keys(3, 1, 8, jnp.arange(6))
+    other_stream = view_makers.example_keys(3, 2, 7, jnp.arange(6))
+    for other in (other_epoch, other_stream):
+        assert not np.any(np.all(np.asarray(other) == np.asarray(full), axis=1))
 
 
 def test_augment_batch_rejects_bad_inputs():

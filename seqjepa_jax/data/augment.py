@@ -383,17 +383,6 @@ def augment_sequence(
     return apply_sequence(image01, params, obs_spec, target_spec, out_size)
 
 
-def example_keys(seed: int, step: int | jax.Array, example_indices: jax.Array) -> jax.Array:
-    """One typed key per example from (seed, step, GLOBAL example index), shape (B,).
-
-    ``fold_in(fold_in(key(seed), step), index)``: an example's augmentation depends neither on
-    its position in the batch nor on how the batch is sharded over devices or hosts.
-    """
-    step_key = jax.random.fold_in(jax.random.key(seed), step)
-    indices = jnp.asarray(example_indices)
-    return jax.vmap(lambda index: jax.random.fold_in(step_key, index))(indices)
-
-
 @functools.partial(jax.jit, static_argnames=("num_views", "obs_spec", "target_spec", "out_size"))
 def augment_batch(
     keys: jax.Array,
@@ -408,8 +397,8 @@ def augment_batch(
     """Per-example :func:`augment_sequence` over a batch, normalised ``(x - mean) / std``.
 
     ``keys``: (B,) typed keys or (B, 2) raw uint32 keys, one per example (derive them with
-    :func:`example_keys` so that sharding does not change the data: the parameters of an example
-    are bit-identical in any batch; its pixels agree to float32 rounding, ~1e-6, because XLA may
+    :func:`seqjepa_jax.data.view_makers.example_keys` so that sharding does not change the
+    data: the parameters of an example are bit-identical in any batch; its pixels agree to float32 rounding, ~1e-6, because XLA may
     vectorise a different batch size differently). ``images_uint8``: (B, H, W, 3).
     Returns (views float32 (B, V, S, S, 3), params (B, V, d)).
     """

@@ -51,23 +51,28 @@ _HASH_BUCKETS = 2**31 - 1
 _SHUFFLE_BUFFER = 10_000
 
 
-def load_builder(data_dir: str | None, manual_dir: str | None = None):  # noqa: ANN201
-    """The prepared TFDS ImageNet builder, preparing it from `manual_dir` when given."""
+def load_builder(data_dir: str | None, manual_dir: str | None = None, split: str = "train"):  # noqa: ANN201
+    """The TFDS ImageNet builder, prepared from `manual_dir` first when given and needed.
+
+    Raises a ValueError with the preparation steps when `split` cannot be read.
+    """
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(TFDS_NAME, data_dir=data_dir or None)
-    if builder.is_prepared():
-        return builder
-    if not manual_dir:
-        raise ValueError(
-            f"TFDS {TFDS_NAME!r} is not prepared under {data_dir or '~/tensorflow_datasets'}. "
-            "Put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in a folder MANUAL and run "
-            "once with --config.data.manual_dir=MANUAL (TFDS extracts and prepares them), or set "
-            "config.data.data_dir to where imagenet2012 is already prepared."
+    if manual_dir and not builder.is_prepared():
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
         )
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-    )
+    try:
+        builder.as_dataset(split=split)
+    except Exception as error:  # not prepared, or an unknown split
+        raise ValueError(
+            f"TFDS {TFDS_NAME!r} split {split!r} cannot be read under "
+            f"{data_dir or '~/tensorflow_datasets'} ({error}). Put ILSVRC2012_img_train.tar and "
+            "ILSVRC2012_img_val.tar in a folder MANUAL and run once with "
+            "--config.data.manual_dir=MANUAL (TFDS extracts and prepares them), or set "
+            "config.data.data_dir to where imagenet2012 is already prepared."
+        ) from error
     return builder
 
 
@@ -167,7 +172,7 @@ class ImageNetData(RunData):
         hide_gpus_from_tensorflow()
         self._config, self._mesh = config, mesh
         data = config.data
-        self._builder = load_builder(data.data_dir, data.manual_dir)
+        self._builder = load_builder(data.data_dir, data.manual_dir, data.train_split)
         self._wnids = list(self._builder.info.features["label"].names)
         self._p, self._num_p = jax.process_index(), jax.process_count()
         self._splits = {

@@ -40,14 +40,21 @@ from seqjepa_jax.data import saliency as saliency_lib
 ViewFn = Callable[[dict[str, jax.Array]], dict[str, jax.Array]]
 
 
-def example_keys(seed: int, stream: int, epoch: jax.Array, sample_id: jax.Array) -> jax.Array:
-    """One raw PRNG key per example from (seed, stream, epoch, sample_id)."""
+def example_keys(seed: int, stream: int, epoch: int | jax.Array, sample_id: jax.Array) -> jax.Array:
+    """One raw PRNG key per example, ``fold_in(fold_in(fold_in(key(seed), stream), epoch), id)``.
+
+    `epoch` is a scalar or one value per example; `sample_id` (B,) is the example's index in its
+    split, so an example's key does not depend on its position in the batch or on how the batch is
+    sharded over devices and hosts.
+    """
     base = jax.random.fold_in(jax.random.PRNGKey(seed), stream)
+    sample_id = jnp.asarray(sample_id).astype(jnp.uint32)
+    epoch = jnp.broadcast_to(jnp.asarray(epoch).astype(jnp.uint32), sample_id.shape)
 
     def one(e: jax.Array, i: jax.Array) -> jax.Array:
         return jax.random.fold_in(jax.random.fold_in(base, e), i)
 
-    return jax.vmap(one)(epoch.astype(jnp.uint32), sample_id.astype(jnp.uint32))
+    return jax.vmap(one)(epoch, sample_id)
 
 
 def _contract(
@@ -104,14 +111,13 @@ class AugmentedViews:
             obs_spec,
             target_spec,
             self.image_size,
-            jnp.asarray(self.mean, jnp.float32),
-            jnp.asarray(self.std, jnp.float32),
+            tuple(self.mean),
+            tuple(self.std),
         )
-        source_hw = raw["image"].shape[1:3]
         actions = augment.actions_from_params(
             params,
             normalize_across_views=self.normalize_across_views,
-            source_hw=source_hw,
+            scale=augment.action_scale(obs_spec, raw["image"].shape[1:3]),
         )
         return _contract(raw, views, actions, params)
 
