@@ -41,3 +41,22 @@ def build_optimizer(
             learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=weight_decay, mask=decay_mask
         )
     raise ValueError(f"Unknown train.optimizer {name!r}; choose one of {OPTIMIZERS}.")
+
+
+def resume_schedule_at(opt_state: optax.OptState, step: int) -> optax.OptState:
+    """Moves the learning-rate schedule's counter of a *fresh* optimiser state to `step`.
+
+    Optax evaluates the schedule at its own counter (`ScaleByScheduleState.count`), not at
+    `TrainState.step`. Official resumes (Q34, spec §9) restart Adam's moments but set the LR from
+    the resumed epoch; this does the same: the schedule continues at `step` while Adam's moments
+    and its bias-correction counter stay at zero.
+    """
+
+    def move(node: object) -> object:
+        if isinstance(node, optax.ScaleByScheduleState):
+            return node._replace(count=jax.numpy.full_like(node.count, step))
+        return node
+
+    return jax.tree.map(
+        move, opt_state, is_leaf=lambda node: isinstance(node, optax.ScaleByScheduleState)
+    )
