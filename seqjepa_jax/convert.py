@@ -12,22 +12,14 @@ Input (spec §9): `{'model': state_dict, 'optimizer': ..., 'epoch': E, ...}` as 
 scripts save it, or a bare state dict; DDP's `module.` prefix is stripped. Files are read with
 `torch.load(weights_only=True)` only, which never runs pickled code.
 
-Key mapping (official `models.py` names, spec §1-§3; ours in `models/`):
+What is imported (names and layouts: `official_keys.py`):
 
-- `encoder.*`, `target_encoder.*` (torchvision ResNet) -> `encoder`, `target_params`: conv OIHW ->
-  HWIO, `layerS.B` -> `layerS_B`, `downsample.0/.1` -> `downsample_conv/_bn`, BN weight/bias ->
-  scale/bias. BN `running_mean/var` -> `mean/var` in `batch_stats`; the target's buffers go to
-  `target_batch_stats`, its own statistics (spec §1.2, Q28).
-- `action_proj.0` (Linear (P, d_a)) and `.1` (BN, affine=False) -> `action_proj/linear`, `/bn`.
-- `agg_token` (1, 1, E) as is.
-- `transformer_encoder.transformer_encoder.layers.i.*` -> `aggregator/layer_i/*`. PyTorch's fused
-  `in_proj_weight` (3E, E) holds the q, k, v rows in that order, heads contiguous within each; its
-  transpose is our fused kernel (E, 3E) whose columns are split the same way (aggregator.py).
-  Layers are imported as they are, whether still identical or not (Q37).
-- `transformer_encoder.norm` (the extra final LayerNorm, Q37) -> `aggregator/final_norm`.
-- `predictor.0/.1/.3` -> `predictor/linear1/bn1/linear2` (`.0/.1` only when pred_hidden <= 0).
-- Linear weights (out, in) -> kernels (in, out).
-- Online probes of the transformed-views scripts: `online_linprobe.0` -> `probes/class_probe`,
+- `encoder.*`, `target_encoder.*` (torchvision ResNet) -> the online encoder and `target_params`;
+  their BN buffers -> `batch_stats` and `target_batch_stats`: the target keeps its own statistics
+  (spec §1.2, Q28).
+- `action_proj.*`, `agg_token`, `transformer_encoder.*` (every layer as it is, tied or not, Q37;
+  the extra final LayerNorm) and `predictor.*` -> the SeqJEPA params and BN statistics.
+- Online probes of the transformed-views script: `online_linprobe.0` -> `probes/class_probe`,
   `online_equiprobe.0/.2/.4` -> `action_probe_0/_1/_out`. Of the saccade (PLS) script:
   `online_agg_probe.0` -> `class_probe`; its `online_res_probe` and linear `online_equiprobe` have
   no counterpart in `OnlineProbes`, so they are dropped (listed in the summary) and the action probe
@@ -78,229 +70,17 @@ import ml_collections
 import numpy as np
 from flax import traverse_util
 
+from seqjepa_jax.official_keys import (
+    Mismatches,
+    StateDict,
+    fill_variables,
+    generic_hint,
+    torch_key,
+)
 from seqjepa_jax.state import TrainState
 
-StateDict = Mapping[str, np.ndarray]
-
-# Flax leaf name -> PyTorch tensor name (conv/linear weights, norm scales and shifts, BN buffers).
-_LEAF_NAMES = {
-    "kernel": "weight",
-    "scale": "weight",
-    "bias": "bias",
-    "mean": "running_mean",
-    "var": "running_var",
-}
-# Our `Linear` wraps one `nn.Dense`; PyTorch has no such level.
-_DENSE = "Dense_0"
-_MAX_LISTED = 20
-
-
-def _resnet_path(names: tuple[str, ...]) -> list[str]:
-    """torchvision ResNet names: `layer2_0` -> `layer2.0`, `downsample_conv/_bn` -> `.0/.1`."""
-    out: list[str] = []
-    for name in names:
-        block = re.fullmatch(r"layer(\d+)_(\d+)", name)
-        if block:
-            out += [f"layer{block[1]}", block[2]]
-        elif name in ("downsample_conv", "downsample_bn"):
-            out += ["downsample", "0" if name == "downsample_conv" else "1"]
-        else:
-            out.append(name)
-    return out
-
-
-def _aggregator_path(names: tuple[str, ...]) -> list[str]:
-    """Official `TransformerEncoder_`: `layer_i` -> `transformer_encoder.layers.i`, final LN `norm`."""
-    if names[0] == "final_norm":
-        return ["norm", *names[1:]]
-    layer = re.fullmatch(r"layer_(\d+)", names[0])
-    return ["transformer_encoder", "layers", layer[1], *names[1:]]
-
-
-def _sequential(indices: Mapping[str, str]) -> Callable[[tuple[str, ...]], list[str]]:
-    """Names of an official `nn.Sequential`: our submodule name -> its index there."""
-    return lambda names: [indices[names[0]], *names[1:]]
-
-
-def _seqjepa_path(names: tuple[str, ...]) -> list[str]:
-    """Official SeqJEPA_Transforms / SeqJEPA_PLS attribute names for our `SeqJEPA` submodules."""
-    official, sub_path = _SEQJEPA_PARTS[names[0]]
-    return [official, *sub_path(names[1:])]
-
-
-def _probe_path(table: Mapping[str, str]) -> Callable[[tuple[str, ...]], list[str] | None]:
-    return lambda names: [table[names[0]], *names[1:]] if names[0] in table else None
-
-
-_ACTION_PROJECTION = _sequential({"linear": "0", "bn": "1"})
-_PREDICTOR = _sequential({"linear1": "0", "bn1": "1", "linear2": "3"})
-_SEQJEPA_PARTS = {
-    "encoder": ("encoder", _resnet_path),
-    "action_proj": ("action_proj", _ACTION_PROJECTION),
-    "aggregator": ("transformer_encoder", _aggregator_path),
-    "predictor": ("predictor", _PREDICTOR),
-}
-# main_transformed_views.py's probes: Linear on agg_out; MLP Linear-ReLU-Linear-ReLU-Linear.
-TRANSFORMS_PROBES = {
-    "class_probe": "online_linprobe.0",
-    "action_probe_0": "online_equiprobe.0",
-    "action_probe_1": "online_equiprobe.2",
-    "action_probe_out": "online_equiprobe.4",
-}
-# main_pls.py's probes: only the aggregate classifier has a counterpart in `OnlineProbes`.
-PLS_PROBES = {"class_probe": "online_agg_probe.0"}
+# Probes only main_pls.py creates: their presence marks a saccade (PLS) checkpoint.
 PLS_ONLY_PROBES = ("online_res_probe.", "online_agg_probe.")
-
-MODULES: dict[str, Callable[[tuple[str, ...]], list[str] | None]] = {
-    "resnet": _resnet_path,
-    "aggregator": _aggregator_path,
-    "action_projection": _ACTION_PROJECTION,
-    "predictor": _PREDICTOR,
-    "seqjepa": _seqjepa_path,
-    "online_probes": _probe_path(TRANSFORMS_PROBES),
-    "pls_online_probes": _probe_path(PLS_PROBES),
-}
-
-
-def torch_key(module: str, path: tuple[str, ...]) -> str | None:
-    """The official state-dict key of one Flax variable, or None if it has no counterpart.
-
-    Args:
-      module: which of our modules `path` is relative to (a key of `MODULES`).
-      path: the variable's path inside its collection, e.g. ("encoder", "layer1_0", "bn1",
-        "scale") for "seqjepa" or ("bn1", "mean") for "resnet".
-    """
-    leaf = path[-1]
-    names = tuple(n for n in path[:-1] if n != _DENSE)
-    if not names:  # a parameter of the module itself: the [AGG] token
-        return leaf
-    modules = MODULES[module](names)
-    if modules is None:
-        return None
-    key = ".".join([*modules, _LEAF_NAMES[leaf]])
-    # nn.MultiheadAttention keeps its fused in-projection as its own parameters, not a Linear.
-    return key.replace(".in_proj.weight", ".in_proj_weight").replace(".in_proj.bias", ".in_proj_bias")
-
-
-def _torch_shape(leaf: str, flax_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The PyTorch shape of a Flax variable: conv HWIO -> OIHW, linear (in, out) -> (out, in)."""
-    if leaf == "kernel" and len(flax_shape) == 4:
-        h, w, i, o = flax_shape
-        return (o, i, h, w)
-    if leaf == "kernel" and len(flax_shape) == 2:
-        return tuple(reversed(flax_shape))
-    return tuple(flax_shape)
-
-
-def _to_flax_layout(leaf: str, value: np.ndarray) -> np.ndarray:
-    if leaf == "kernel" and value.ndim == 4:
-        value = value.transpose(2, 3, 1, 0)
-    elif leaf == "kernel" and value.ndim == 2:
-        value = value.T
-    return np.ascontiguousarray(value, dtype=np.float32)
-
-
-class _Problems:
-    """Mismatches between a state dict and the config's model, reported together."""
-
-    def __init__(self) -> None:
-        self.missing: list[tuple[str, tuple[int, ...]]] = []
-        self.unknown: list[tuple[str, tuple[int, ...]]] = []
-        self.shapes: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.missing or self.unknown or self.shapes)
-
-    def message(self, header: str, hint: Callable[[str, str], str]) -> str:
-        lines = [header]
-        sections = (
-            ("shape", "Shape mismatches (PyTorch layout; expected by the config, found):",
-             [(k, f"expected {e}, found {f}") for k, e, f in self.shapes]),
-            ("missing", "Missing keys (the config's model has them, the checkpoint does not):",
-             [(k, f"expected shape {s}") for k, s in self.missing]),
-            ("unknown", "Unknown keys (in the checkpoint, not in the config's model):",
-             [(k, f"shape {s}") for k, s in self.unknown]),
-        )  # fmt: skip
-        hints: list[str] = []
-        for kind, title, entries in sections:
-            if not entries:
-                continue
-            lines.append(f"{title} {len(entries)}")
-            lines += [f"  {key}: {detail}" for key, detail in entries[:_MAX_LISTED]]
-            if len(entries) > _MAX_LISTED:
-                lines.append(f"  ... and {len(entries) - _MAX_LISTED} more")
-            for key, _ in entries:
-                text = hint(key, kind)
-                if text not in hints:
-                    hints.append(text)
-        lines.append("Likely causes:")
-        lines += [f"  - {text}" for text in hints]
-        return "\n".join(lines)
-
-
-def _fill(
-    state_dict: StateDict,
-    template: Mapping[str, Any],
-    module: str,
-    prefix: str,
-    used: set[str],
-    problems: _Problems,
-) -> dict:
-    """`template` ({collection: tree}) with every leaf taken from the state dict if it has a key.
-
-    Leaves without an official counterpart keep the template's value (it must be concrete then).
-    """
-    filled = {}
-    for flat_path, leaf_value in traverse_util.flatten_dict(template).items():
-        path = flat_path[1:]  # drop the collection name
-        key = torch_key(module, path)
-        if key is None:
-            filled[flat_path] = leaf_value
-            continue
-        key = prefix + key
-        expected = _torch_shape(path[-1], tuple(leaf_value.shape))
-        if key not in state_dict:
-            problems.missing.append((key, expected))
-            continue
-        used.add(key)
-        value = state_dict[key]
-        if tuple(value.shape) != expected:
-            problems.shapes.append((key, expected, tuple(value.shape)))
-            continue
-        filled[flat_path] = _to_flax_layout(path[-1], value)
-    return traverse_util.unflatten_dict(filled)
-
-
-def _generic_hint(key: str, kind: str) -> str:
-    return f"{key} does not belong to the official SeqJEPA_Transforms / SeqJEPA_PLS state dict."
-
-
-def module_variables(
-    state_dict: StateDict, template: Mapping[str, Any], module: str, prefix: str = ""
-) -> dict:
-    """Flax variables of one of our modules from the official (sub-)state dict of its counterpart.
-
-    Args:
-      state_dict: official names -> numpy arrays (torch layout).
-      template: the module's variables, e.g. `jax.eval_shape(module.init, ...)`: only the shapes
-        are read.
-      module: a key of `MODULES` ("resnet" also fits a single BasicBlock).
-      prefix: prepended to every official key (e.g. "encoder.").
-
-    Raises:
-      ValueError: listing missing, unknown (under `prefix`) and mis-shaped keys.
-    """
-    used: set[str] = set()
-    problems = _Problems()
-    variables = _fill(state_dict, template, module, prefix, used, problems)
-    problems.unknown = [
-        (k, tuple(v.shape))
-        for k, v in state_dict.items()
-        if k.startswith(prefix) and k not in used and not k.endswith("num_batches_tracked")
-    ]
-    if problems:
-        raise ValueError(problems.message(f"Cannot map the state dict onto {module}:", _generic_hint))
-    return variables
 
 
 def load_official_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -334,7 +114,8 @@ def load_official_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict[str
 
 
 def probe_flavour(state_dict: StateDict) -> str:
-    """"pls" when the probes are main_pls.py's, else "transforms" (main_transformed_views.py)."""
+    """Whose online probes the checkpoint holds: main_pls.py's ("pls") or else
+    main_transformed_views.py's ("transforms")."""
     return "pls" if any(k.startswith(PLS_ONLY_PROBES) for k in state_dict) else "transforms"
 
 
@@ -358,7 +139,7 @@ def _droppable(state_dict: StateDict, *, act_cond: bool, skip_probes: bool) -> d
 
 
 def _checkpoint_hint(use_ema: bool) -> Callable[[str, str], str]:
-    """The config field most likely responsible for a mismatch on `key` (see `_Problems`)."""
+    """The config field most likely responsible for a mismatch on `key` (see `Mismatches`)."""
     rules = [
         (r"^target_encoder\.", {"missing"} if use_ema else {"unknown"},
          "the checkpoint was trained without --ema (no target encoder): set "
@@ -372,8 +153,8 @@ def _checkpoint_hint(use_ema: bool) -> Callable[[str, str], str]:
          "the ResNet size: --config.model.width (64 for ResNet-18) and --config.model.stage_sizes "
          "((2, 2, 2, 2) for ResNet-18)"),
         (r"^action_proj\.", {"shape"},
-         "the action embedding (P, d_a): --config.model.act_proj_dim (official --act-projdim, 128) "
-         "and d_a from --config.data.latent_type (rot 4, color 2, rotcolor 6; saccades need d_a 2)"),
+         "the action embedding (P, d_a): --config.model.act_proj_dim (official --act-projdim, "
+         "128) and d_a from --config.data.latent_type (rot 4, color 2, rotcolor 6; saccades: 2)"),
         (r"^action_proj\.", None,
          "action conditioning: --config.model.act_cond and learn_act_emb (official --act-cond, "
          "--learn-act-emb)"),
@@ -396,9 +177,79 @@ def _checkpoint_hint(use_ema: bool) -> Callable[[str, str], str]:
         for pattern, kinds, text in rules:
             if re.match(pattern, key) and (kinds is None or kind in kinds):
                 return text
-        return _generic_hint(key, kind)
+        return generic_hint(key, kind)
 
     return hint
+
+
+def _map_weights(
+    state_dict: StateDict,
+    template: TrainState,
+    *,
+    act_cond: bool,
+    skip_probes: bool,
+    source: str,
+) -> tuple[dict, dict, dict, dict[str, Any]]:
+    """(model, probe, target variables, notes) mapped onto `template`'s structure; raises on any
+    mismatch. `template` may be abstract (`jax.eval_shape`), then the fresh leaves stay abstract."""
+    use_ema = template.target_params is not None
+    dropped = _droppable(state_dict, act_cond=act_cond, skip_probes=skip_probes)
+    ignored = {key for keys in dropped.values() for key in keys}
+    mapped = {k: v for k, v in state_dict.items() if k not in ignored}
+    flavour = probe_flavour(state_dict)
+    used: set[str] = set()
+    problems = Mismatches()
+
+    def fill(tree: Mapping[str, Any], module: str, prefix: str = "") -> dict:
+        return fill_variables(mapped, tree, module, prefix, used, problems)
+
+    model = fill(
+        {"params": template.params["model"], "batch_stats": template.batch_stats}, "seqjepa"
+    )
+    probes = {"params": template.params["probes"]}
+    if not skip_probes:
+        probes = fill(probes, "pls_online_probes" if flavour == "pls" else "online_probes")
+    target: dict = {}
+    if use_ema:
+        target = fill(
+            {"params": template.target_params, "batch_stats": template.target_batch_stats},
+            "resnet",
+            "target_encoder.",
+        )
+    problems.unknown = [(k, tuple(v.shape)) for k, v in mapped.items() if k not in used]
+    if problems:
+        header = f"Cannot import {source} into the model of this config (nothing was written):"
+        raise ValueError(problems.message(header, _checkpoint_hint(use_ema)))
+    fresh = []
+    if skip_probes or flavour == "pls":
+        fresh = sorted(
+            "probes/" + "/".join(p)
+            for p in traverse_util.flatten_dict(template.params["probes"])
+            if skip_probes or torch_key("pls_online_probes", p) is None
+        )
+    notes = {
+        "probe_flavour": flavour,
+        "imported_keys": len(used),
+        "dropped_keys": dropped,
+        "fresh_variables": fresh,
+    }
+    return model, probes, target, notes
+
+
+def check_official_weights(
+    state_dict: StateDict,
+    abstract_state: TrainState,
+    *,
+    act_cond: bool,
+    skip_probes: bool = False,
+    source: str = "the checkpoint",
+) -> dict[str, Any]:
+    """Raises the ValueError of `import_official_weights` without building a state (shapes only,
+    e.g. from `jax.eval_shape`), so mismatches surface before anything compiles; returns notes."""
+    *_, notes = _map_weights(
+        state_dict, abstract_state, act_cond=act_cond, skip_probes=skip_probes, source=source
+    )
+    return notes
 
 
 def import_official_weights(
@@ -413,50 +264,28 @@ def import_official_weights(
 
     Args:
       state_dict: official keys -> numpy arrays (`load_official_checkpoint`).
-      fresh_state: a state built from the config (`train.create_state`); gives the structure,
-        and the optimiser state, RNG key and step, which are kept.
+      fresh_state: a state built from the config (`train.create_state`); gives the structure and
+        the shardings, and keeps its optimiser state, RNG key, step and any variable without an
+        official counterpart.
       act_cond: the model's action conditioning (decides whether `action_proj.*` may be dropped).
       skip_probes: keep the fresh online probes and ignore the official ones.
       source: names the checkpoint in error messages.
 
     Returns:
-      (the state, notes: probe flavour, dropped keys by reason, Flax paths kept fresh).
+      (the state, notes: probe flavour, number of imported tensors, dropped keys by reason, Flax
+      paths kept fresh).
 
     Raises:
       ValueError: one message listing every unknown key, missing key and shape mismatch.
     """
-    use_ema = fresh_state.target_params is not None
-    dropped = _droppable(state_dict, act_cond=act_cond, skip_probes=skip_probes)
-    ignored = {key for keys in dropped.values() for key in keys}
-    mapped = {k: v for k, v in state_dict.items() if k not in ignored}
-    flavour = probe_flavour(state_dict)
-    used: set[str] = set()
-    problems = _Problems()
-
-    def fill(template: Mapping[str, Any], module: str, prefix: str = "") -> dict:
-        return _fill(mapped, template, module, prefix, used, problems)
-
-    model = fill(
-        {"params": fresh_state.params["model"], "batch_stats": fresh_state.batch_stats}, "seqjepa"
+    model, probes, target, notes = _map_weights(
+        state_dict, fresh_state, act_cond=act_cond, skip_probes=skip_probes, source=source
     )
-    probes = {"params": fresh_state.params["probes"]}
-    if not skip_probes:
-        probes = fill(probes, "pls_online_probes" if flavour == "pls" else "online_probes")
-    target: dict = {}
-    if use_ema:
-        target = fill(
-            {"params": fresh_state.target_params, "batch_stats": fresh_state.target_batch_stats},
-            "resnet",
-            "target_encoder.",
-        )
-    problems.unknown = [(k, tuple(v.shape)) for k, v in mapped.items() if k not in used]
-    if problems:
-        header = f"Cannot import {source} into the model of this config (nothing was written):"
-        raise ValueError(problems.message(header, _checkpoint_hint(use_ema)))
 
     def placed(new: Any, old: Any) -> Any:
         return jax.tree.map(lambda n, o: jax.device_put(n, o.sharding), new, old)
 
+    use_ema = fresh_state.target_params is not None
     state = fresh_state.replace(
         params=placed({"model": model["params"], "probes": probes["params"]}, fresh_state.params),
         batch_stats=placed(model["batch_stats"], fresh_state.batch_stats),
@@ -465,19 +294,6 @@ def import_official_weights(
             placed(target["batch_stats"], fresh_state.target_batch_stats) if use_ema else None
         ),
     )
-    fresh = []
-    if skip_probes or flavour == "pls":
-        fresh = sorted(
-            "probes/" + "/".join(p)
-            for p in traverse_util.flatten_dict(fresh_state.params["probes"])
-            if skip_probes or torch_key("pls_online_probes", p) is None
-        )
-    notes = {
-        "probe_flavour": flavour,
-        "imported_keys": len(used),
-        "dropped_keys": dropped,
-        "fresh_variables": fresh,
-    }
     return state, notes
 
 
@@ -545,15 +361,15 @@ def convert_checkpoint(
     optimizer = build_optimizer(
         config.train.optimizer, lambda count: jnp.zeros(()), config.train.weight_decay
     )
-    fresh = train.create_state(config, model, probes, optimizer, mesh)
-    state, notes = import_official_weights(
-        state_dict,
-        fresh,
-        act_cond=config.model.act_cond,
-        skip_probes=skip_probes,
-        source=torch_checkpoint,
-    )
+
+    def create() -> TrainState:
+        return train.create_state(config, model, probes, optimizer, mesh)
+
+    options = {"act_cond": config.model.act_cond, "skip_probes": skip_probes}
+    # Shapes first: a mismatch is reported before anything compiles.
+    check_official_weights(state_dict, jax.eval_shape(create), source=torch_checkpoint, **options)
     step, step_source = resolve_step(metadata, config, step, steps_per_epoch)
+    state, notes = import_official_weights(state_dict, create(), source=torch_checkpoint, **options)
     state = state.replace(
         step=jnp.asarray(step, jnp.int32), opt_state=resume_schedule_at(state.opt_state, step)
     )

@@ -13,6 +13,7 @@ are stop-gradient, so sharing changes nothing for the self-supervised parameters
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from seqjepa_jax.schedules import Schedule
@@ -54,7 +55,7 @@ def resume_schedule_at(opt_state: optax.OptState, step: int) -> optax.OptState:
 
     def move(node: object) -> object:
         if isinstance(node, optax.ScaleByScheduleState):
-            return node._replace(count=jax.numpy.full_like(node.count, step))
+            return node._replace(count=jnp.full_like(node.count, step))
         return node
 
     return jax.tree.map(

@@ -1,8 +1,8 @@
 """Layer-by-layer parity with PyTorch itself (spec §1.1-§1.7, §10.1, §10.3-§10.4, Q37, Q38).
 
 Each test builds the PyTorch reference from `torch.nn` modules (float64, the ground truth),
-copies its weights into the Flax parameters with `seqjepa_jax.convert` (the checkpoint importer,
-so these tests also check its mapping), and compares outputs and
+copies its weights into the Flax parameters with `seqjepa_jax.official_keys` (the mapping of the
+checkpoint importer, convert.py, so these tests also check it), and compares outputs and
 BatchNorm running statistics; our Flax modules run in float32, so outputs must agree to 1e-5
 (absolute and relative). The references (tests/torch_reference.py) are written by hand from the
 official architecture with its module names (torchvision BasicBlock/ResNet stems,
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from tiny import IMAGE, tiny_model, tiny_probes
 
-from seqjepa_jax import convert, optimizers, schedules
+from seqjepa_jax import official_keys, optimizers, schedules
 from seqjepa_jax.models.aggregator import Aggregator
 from seqjepa_jax.models.heads import ActionProjection, Predictor
 from seqjepa_jax.models.resnet import BasicBlock, ResNet
@@ -44,7 +44,7 @@ RTOL = 1e-5
 
 
 # ------------------------------------------------------------------------------------------------
-# PyTorch -> Flax weight conversion (seqjepa_jax.convert).
+# PyTorch -> Flax weight conversion (seqjepa_jax.official_keys, used by seqjepa_jax.convert).
 
 
 def _np(t) -> np.ndarray:
@@ -53,13 +53,13 @@ def _np(t) -> np.ndarray:
 
 def torch_to_flax(ref, kind: str, flax_module, *args, **kwargs) -> tuple[dict, dict]:
     """(params, batch_stats) of `flax_module` from the reference's state dict via
-    `convert.module_variables`, which raises on any missing, unknown or mis-shaped key (so the
+    `official_keys.module_variables`, which raises on any missing, unknown or mis-shaped key (so the
     converted tree has exactly the module's own structure).
 
     Shapes only (`jax.eval_shape`): drawing the random init would just cost compile time.
     """
     template = jax.eval_shape(lambda: flax_module.init(jax.random.PRNGKey(0), *args, **kwargs))
-    variables = convert.module_variables(state_dict_arrays(ref), template, kind)
+    variables = official_keys.module_variables(state_dict_arrays(ref), template, kind)
     return variables["params"], variables.get("batch_stats", {})
 
 
@@ -78,7 +78,9 @@ def assert_close(ours, reference, atol: float = ATOL, rtol: float = RTOL) -> Non
 def torch_stats(params: dict, flax_stats: dict, torch_module, kind: str) -> dict:
     """The torch module's current BN running statistics in the Flax layout."""
     template = {"params": params, "batch_stats": flax_stats}
-    return convert.module_variables(state_dict_arrays(torch_module), template, kind)["batch_stats"]
+    return official_keys.module_variables(state_dict_arrays(torch_module), template, kind)[
+        "batch_stats"
+    ]
 
 
 def assert_stats_match(params: dict, flax_stats: dict, torch_module, kind: str, **kwargs) -> None:
