@@ -4,9 +4,9 @@ Two stages, run with two Python environments (the official code needs torchvisio
 
   # 1. In a venv with torch + torchvision, on the official repository's src/ (not vendored here):
   python experiments/check_convert_vs_official.py --stage=official \
-      --official_src=OFFICIAL/seq-jepa/src --workdir=/tmp/convert_check
+      --official_src=OFFICIAL/seq-jepa/src --workdir=WORKDIR
   # 2. In this library's environment:
-  python experiments/check_convert_vs_official.py --stage=compare --workdir=/tmp/convert_check
+  python experiments/check_convert_vs_official.py --stage=compare --workdir=WORKDIR
 
 Stage 1 builds randomly initialised official models, perturbs every tensor (so that zero inits,
 zero-gamma residual BNs and the deepcopied target/layers cannot hide a mapping error) and runs two
