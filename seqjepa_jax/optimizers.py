@@ -13,6 +13,7 @@ are stop-gradient, so sharing changes nothing for the self-supervised parameters
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from seqjepa_jax.schedules import Schedule
@@ -41,3 +42,22 @@ def build_optimizer(
             learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=weight_decay, mask=decay_mask
         )
     raise ValueError(f"Unknown train.optimizer {name!r}; choose one of {OPTIMIZERS}.")
+
+
+def resume_schedule_at(opt_state: optax.OptState, step: int) -> optax.OptState:
+    """Moves the learning-rate schedule's counter of a *fresh* optimiser state to `step`.
+
+    Optax evaluates the schedule at its own counter (`ScaleByScheduleState.count`), not at
+    `TrainState.step`. Official resumes (Q34, spec §9) restart Adam's moments but set the LR from
+    the resumed epoch; this does the same: the schedule continues at `step` while Adam's moments
+    and its bias-correction counter stay at zero.
+    """
+
+    def move(node: object) -> object:
+        if isinstance(node, optax.ScaleByScheduleState):
+            return node._replace(count=jnp.full_like(node.count, step))
+        return node
+
+    return jax.tree.map(
+        move, opt_state, is_leaf=lambda node: isinstance(node, optax.ScaleByScheduleState)
+    )

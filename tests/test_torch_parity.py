@@ -1,12 +1,14 @@
 """Layer-by-layer parity with PyTorch itself (spec §1.1-§1.7, §10.1, §10.3-§10.4, Q37, Q38).
 
 Each test builds the PyTorch reference from `torch.nn` modules (float64, the ground truth),
-copies its weights into the Flax parameters with `torch_to_flax`, and compares outputs and
+copies its weights into the Flax parameters with `seqjepa_jax.official_keys` (the mapping of the
+checkpoint importer, convert.py, so these tests also check it), and compares outputs and
 BatchNorm running statistics; our Flax modules run in float32, so outputs must agree to 1e-5
-(absolute and relative). The references are written by hand here from the official architecture
-(torchvision BasicBlock/ResNet stems, `nn.TransformerEncoderLayer` post-norm plus the extra final
-LayerNorm of `TransformerEncoder_`, the action projection and the predictor of `models.py`);
-torchvision is not needed. Section (c) checks the initial distributions against PyTorch's.
+(absolute and relative). The references (tests/torch_reference.py) are written by hand from the
+official architecture with its module names (torchvision BasicBlock/ResNet stems,
+`nn.TransformerEncoderLayer` post-norm plus the extra final LayerNorm of `TransformerEncoder_`, the
+action projection and the predictor of `models.py`); torchvision is not needed. Section (c)
+checks the initial distributions against PyTorch's.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import pytest
 from tiny import IMAGE, tiny_model, tiny_probes
 
-from seqjepa_jax import optimizers, schedules
+from seqjepa_jax import official_keys, optimizers, schedules
 from seqjepa_jax.models.aggregator import Aggregator
 from seqjepa_jax.models.heads import ActionProjection, Predictor
 from seqjepa_jax.models.resnet import BasicBlock, ResNet
@@ -26,87 +28,39 @@ from seqjepa_jax.state import init_train_state
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn
+from torch_reference import (  # noqa: E402  (needs torch)
+    TorchAggregator,
+    TorchBasicBlock,
+    TorchResNet,
+    disable_dropout_,
+    randomise_,
+    state_dict_arrays,
+    torch_action_projection,
+    torch_predictor,
+)
 
 ATOL = 1e-5
 RTOL = 1e-5
 
 
 # ------------------------------------------------------------------------------------------------
-# PyTorch -> Flax weight conversion.
+# PyTorch -> Flax weight conversion (seqjepa_jax.official_keys, used by seqjepa_jax.convert).
 
 
 def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.float32)
 
 
-def _linear(m) -> dict:
-    """torch Linear (out, in) -> our `Linear`: {"Dense_0": {"kernel": (in, out), "bias"}}."""
-    dense = {"kernel": _np(m.weight).T}
-    if m.bias is not None:
-        dense["bias"] = _np(m.bias)
-    return {"Dense_0": dense}
-
-
-def torch_to_flax(module) -> tuple[dict, dict]:
-    """(params, batch_stats) of a torch module whose child names are the Flax submodule names.
-
-    Leaves: Conv2d (O, I, kh, kw) -> kernel (kh, kw, I, O); Linear; BatchNorm (scale/bias when
-    affine, running mean/var as batch stats); LayerNorm; MultiheadAttention (fused in_proj and
-    out_proj). Containers recurse; parameter-free children (ReLU, Dropout, MaxPool) are skipped.
-    `nn.ModuleList` children named "i" become "layer_i" (the Flax aggregator's layer names).
-    """
-    if isinstance(module, tnn.Conv2d):
-        assert module.bias is None
-        return {"kernel": _np(module.weight).transpose(2, 3, 1, 0)}, {}
-    if isinstance(module, tnn.MultiheadAttention):
-        in_proj = {
-            "Dense_0": {"kernel": _np(module.in_proj_weight).T, "bias": _np(module.in_proj_bias)}
-        }
-        return {"in_proj": in_proj, "out_proj": _linear(module.out_proj)}, {}
-    if isinstance(module, tnn.Linear):
-        return _linear(module), {}
-    if isinstance(module, tnn.modules.batchnorm._BatchNorm):
-        params = {"scale": _np(module.weight), "bias": _np(module.bias)} if module.affine else {}
-        return params, {"mean": _np(module.running_mean), "var": _np(module.running_var)}
-    if isinstance(module, tnn.LayerNorm):
-        return {"scale": _np(module.weight), "bias": _np(module.bias)}, {}
-    params, stats = {}, {}
-    for name, child in module.named_children():
-        if isinstance(child, tnn.ModuleList):
-            children = [(f"layer_{i}", c) for i, c in enumerate(child)]
-        else:
-            children = [(name, child)]
-        for child_name, grandchild in children:
-            p, s = torch_to_flax(grandchild)
-            if p:
-                params[child_name] = p
-            if s:
-                stats[child_name] = s
-    return params, stats
-
-
-def assert_same_structure(converted: dict, module, *args, **kwargs) -> None:
-    """The converted tree has exactly the keys and shapes of the Flax module's own variables.
+def torch_to_flax(ref, kind: str, flax_module, *args, **kwargs) -> tuple[dict, dict]:
+    """(params, batch_stats) of `flax_module` from the reference's state dict via
+    `official_keys.module_variables`, which raises on any missing, unknown or mis-shaped key (so the
+    converted tree has exactly the module's own structure).
 
     Shapes only (`jax.eval_shape`): drawing the random init would just cost compile time.
     """
-    abstract = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *args, **kwargs))
-    if set(abstract) == {"params"}:
-        abstract = abstract["params"]
-    shapes = lambda tree: jax.tree.map(lambda x: tuple(np.shape(x)), tree)  # noqa: E731
-    assert shapes(converted) == shapes(abstract)
-
-
-def randomise_(module, seed: int) -> None:
-    """Gives every affine norm and bias random values so that no mapping error can hide."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
-            if name.endswith("bias"):
-                p.copy_(0.2 * noise)
-            elif p.ndim == 1:  # norm scales
-                p.copy_(1.0 + 0.3 * noise)
+    template = jax.eval_shape(lambda: flax_module.init(jax.random.PRNGKey(0), *args, **kwargs))
+    variables = official_keys.module_variables(state_dict_arrays(ref), template, kind)
+    return variables["params"], variables.get("batch_stats", {})
 
 
 def to_nhwc(t) -> np.ndarray:
@@ -121,8 +75,16 @@ def assert_close(ours, reference, atol: float = ATOL, rtol: float = RTOL) -> Non
     np.testing.assert_allclose(np.asarray(ours, np.float64), reference, atol=atol, rtol=rtol)
 
 
-def assert_stats_match(flax_stats: dict, torch_module, **kwargs) -> None:
-    _, expected = torch_to_flax(torch_module)
+def torch_stats(params: dict, flax_stats: dict, torch_module, kind: str) -> dict:
+    """The torch module's current BN running statistics in the Flax layout."""
+    template = {"params": params, "batch_stats": flax_stats}
+    return official_keys.module_variables(state_dict_arrays(torch_module), template, kind)[
+        "batch_stats"
+    ]
+
+
+def assert_stats_match(params: dict, flax_stats: dict, torch_module, kind: str, **kwargs) -> None:
+    expected = torch_stats(params, flax_stats, torch_module, kind)
     jax.tree.map(lambda a, b: assert_close(a, b, **kwargs), flax_stats, expected)
 
 
@@ -130,66 +92,12 @@ def assert_stats_match(flax_stats: dict, torch_module, **kwargs) -> None:
 # (a) BasicBlock and the ResNet stems.
 
 
-class TorchBasicBlock(tnn.Module):
-    """torchvision's BasicBlock, written out (conv3x3-BN-ReLU-conv3x3-BN + shortcut, ReLU)."""
-
-    def __init__(self, inplanes: int, planes: int, stride: int):
-        super().__init__()
-        self.conv1 = tnn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = tnn.BatchNorm2d(planes)
-        self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = tnn.BatchNorm2d(planes)
-        self.has_downsample = stride != 1 or inplanes != planes
-        if self.has_downsample:
-            self.downsample_conv = tnn.Conv2d(inplanes, planes, 1, stride, 0, bias=False)
-            self.downsample_bn = tnn.BatchNorm2d(planes)
-
-    def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        identity = self.downsample_bn(self.downsample_conv(x)) if self.has_downsample else x
-        return torch.relu(out + identity)
-
-
-class TorchResNet(tnn.Module):
-    """A torchvision ResNet trunk with BasicBlocks, either stem, pooled output, no fc."""
-
-    def __init__(self, stem: str, width: int, stage_sizes: tuple[int, ...]):
-        super().__init__()
-        if stem == "imagenet":
-            self.conv1 = tnn.Conv2d(3, width, 7, 2, 3, bias=False)
-            self.maxpool = tnn.MaxPool2d(3, 2, 1)
-        else:
-            self.conv1 = tnn.Conv2d(3, width, 3, 1, 1, bias=False)
-            self.maxpool = tnn.Identity()
-        self.bn1 = tnn.BatchNorm2d(width)
-        inplanes = width
-        self.block_names = []
-        for stage, num_blocks in enumerate(stage_sizes):
-            for block in range(num_blocks):
-                planes = width * 2**stage
-                stride = 2 if (stage > 0 and block == 0) else 1
-                name = f"layer{stage + 1}_{block}"
-                setattr(self, name, TorchBasicBlock(inplanes, planes, stride))
-                self.block_names.append(name)
-                inplanes = planes
-
-    def forward(self, x):
-        x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-        for name in self.block_names:
-            x = getattr(self, name)(x)
-        return x.mean(dim=(2, 3))
-
-
 def _block_pair(inplanes: int, planes: int, stride: int, seed: int = 0):
     torch.manual_seed(seed)
     ref = TorchBasicBlock(inplanes, planes, stride).double()
     randomise_(ref, seed)
-    params, stats = torch_to_flax(ref)
     x0 = jnp.zeros((2, 8, 8, inplanes))
-    assert_same_structure(
-        {"params": params, "batch_stats": stats}, BasicBlock(planes, stride, train=True), x0
-    )
+    params, stats = torch_to_flax(ref, "resnet", BasicBlock(planes, stride, train=True), x0)
     return ref, params, stats
 
 
@@ -211,7 +119,7 @@ def test_basic_block_matches_torch_in_train_and_eval_mode(inplanes, planes, stri
         out, updates = apply_train(params, stats, x)
         stats = updates["batch_stats"]
         assert_close(out, to_nhwc(expected).astype(np.float64))
-        assert_stats_match(stats, ref)
+        assert_stats_match(params, stats, ref, "resnet")
     # The running statistics really moved (so the comparison above can fail).
     assert not np.allclose(stats["bn1"]["var"], 1.0, atol=1e-2)
 
@@ -240,17 +148,17 @@ def test_biased_running_var_differs_by_exactly_n_over_n_minus_1():
     torch_var_prev = {k: v["var"] for k, v in stats0.items()}
     for x in inputs:
         ref(nchw(x))
-        _, torch_stats = torch_to_flax(ref)
+        reference_stats = torch_stats(params, stats0, ref, "resnet")
         prev = stats
         _, updates = block.apply({"params": params, "batch_stats": stats}, x, mutable=True)
         stats = updates["batch_stats"]
         for name in stats:
-            torch_step = torch_stats[name]["var"] - 0.9 * torch_var_prev[name]
+            torch_step = reference_stats[name]["var"] - 0.9 * torch_var_prev[name]
             our_step = np.asarray(stats[name]["var"]) - 0.9 * np.asarray(prev[name]["var"])
             np.testing.assert_allclose(torch_step / our_step, factor, rtol=1e-4)
             # The running mean does not depend on the variance rule.
-            assert_close(stats[name]["mean"], torch_stats[name]["mean"])
-            torch_var_prev[name] = torch_stats[name]["var"]
+            assert_close(stats[name]["mean"], reference_stats[name]["mean"])
+            torch_var_prev[name] = reference_stats[name]["var"]
 
 
 @pytest.mark.parametrize("stem,size", [("imagenet", 16), ("cifar", 8)])
@@ -259,18 +167,17 @@ def test_resnet_trunk_matches_torch(stem, size):
     torch.manual_seed(3)
     ref = TorchResNet(stem, 8, (1, 1)).double()
     randomise_(ref, 3)
-    params, stats = torch_to_flax(ref)
     model = ResNet(stem, width=8, stage_sizes=(1, 1))
     rng = np.random.default_rng(3)
     x = rng.normal(size=(3, size, size, 3)).astype(np.float32)
-    assert_same_structure({"params": params, "batch_stats": stats}, model, x)
+    params, stats = torch_to_flax(ref, "resnet", model, x)
     ref.train()
     expected = ref(nchw(x)).detach().numpy()
     out, updates = model.apply(
         {"params": params, "batch_stats": stats}, x, train=True, mutable=["batch_stats"]
     )
     assert_close(out, expected)
-    assert_stats_match(updates["batch_stats"], ref)
+    assert_stats_match(params, updates["batch_stats"], ref, "resnet")
     ref.eval()
     eval_out = model.apply(
         {"params": params, "batch_stats": updates["batch_stats"]}, x, train=False
@@ -282,59 +189,33 @@ def test_resnet_trunk_matches_torch(stem, size):
 # (b) The transformer aggregator.
 
 
-class TorchAggregator(tnn.Module):
-    """Official `TransformerEncoder_` (post_norm=True): layers looped by hand, then LayerNorm."""
-
-    def __init__(self, width: int, num_heads: int, num_layers: int, dropout: float):
-        super().__init__()
-        layer = tnn.TransformerEncoderLayer(
-            d_model=width,
-            nhead=num_heads,
-            dim_feedforward=4 * width,
-            dropout=dropout,
-            batch_first=True,
-        )
-        encoder = tnn.TransformerEncoder(layer, num_layers=num_layers, enable_nested_tensor=False)
-        self.layers = encoder.layers
-        self.final_norm = tnn.LayerNorm(width)
-
-    def forward(self, x):
-        for layer in self.layers:  # official models.py:28-32: no mask, no nested tensors
-            x = layer(x)
-        return self.final_norm(x)
-
-
 def _aggregator_pair(width: int = 32):
     torch.manual_seed(4)
     ref = TorchAggregator(width, num_heads=4, num_layers=3, dropout=0.1).double()
     # Re-draw each layer's weights so the layers differ (a layer mix-up must fail the test).
-    for i, layer in enumerate(ref.layers):
+    layers = ref.transformer_encoder.layers
+    for i, layer in enumerate(layers):
         with torch.no_grad():
             for p in layer.parameters():
                 if p.ndim == 2:
                     p.normal_(0.0, 1.0 / np.sqrt(p.shape[1]))
         randomise_(layer, 10 + i)
-    randomise_(ref.final_norm, 20)
+    randomise_(ref.norm, 20)
     with torch.no_grad():
         # Small residual streams into layer 0's norm1 and into the final LayerNorm (variance
         # ~1e-4), so that LayerNorm's eps (1e-5) visibly changes the output.
-        ref.layers[0].self_attn.out_proj.weight.mul_(0.01)
-        ref.layers[0].self_attn.out_proj.bias.mul_(0.01)
-        ref.layers[-1].norm2.weight.mul_(0.01)
-        ref.layers[-1].norm2.bias.mul_(0.01)
-    params, _ = torch_to_flax(ref)
+        layers[0].self_attn.out_proj.weight.mul_(0.01)
+        layers[0].self_attn.out_proj.bias.mul_(0.01)
+        layers[-1].norm2.weight.mul_(0.01)
+        layers[-1].norm2.bias.mul_(0.01)
     tokens = 0.01 * np.random.default_rng(4).normal(size=(3, 4, width)).astype(np.float32)
-    assert_same_structure(params, Aggregator(3, 4, 4, 0.0), tokens, train=False)
+    params, _ = torch_to_flax(ref, "aggregator", Aggregator(3, 4, 4, 0.0), tokens, train=False)
     return ref, params, tokens
 
 
 def test_aggregator_matches_torch_in_train_mode_without_dropout():
     ref, params, tokens = _aggregator_pair()
-    for m in ref.modules():  # dropout off: p=0 everywhere, attention dropout included
-        if isinstance(m, tnn.Dropout):
-            m.p = 0.0
-        if isinstance(m, tnn.MultiheadAttention):
-            m.dropout = 0.0
+    disable_dropout_(ref)  # p=0 everywhere, attention dropout included
     ref.train()
     expected = ref(torch.from_numpy(tokens).double()).detach().numpy()
     out = Aggregator(3, 4, 4, dropout_rate=0.0).apply({"params": params}, tokens, train=True)
@@ -494,37 +375,9 @@ def test_aggregator_layers_start_identical_only_when_asked():
 # (d) Action projection and predictor.
 
 
-class TorchActionProjection(tnn.Module):
-    def __init__(self, action_dim: int, features: int):
-        super().__init__()
-        self.linear = tnn.Linear(action_dim, features, bias=False)
-        self.bn = tnn.BatchNorm1d(features, affine=False)
-
-    def forward(self, a):
-        return self.bn(self.linear(a))
-
-
-class TorchPredictor(tnn.Module):
-    def __init__(self, in_features: int, hidden: int, out_features: int):
-        super().__init__()
-        self.hidden = hidden
-        if hidden > 0:
-            self.linear1 = tnn.Linear(in_features, hidden, bias=False)
-            self.bn1 = tnn.BatchNorm1d(hidden)
-            self.linear2 = tnn.Linear(hidden, out_features)
-        else:
-            self.linear1 = tnn.Linear(in_features, out_features, bias=False)
-            self.bn1 = tnn.BatchNorm1d(out_features)
-
-    def forward(self, x):
-        x = self.bn1(self.linear1(x))
-        return self.linear2(torch.relu(x)) if self.hidden > 0 else x
-
-
-def _check_head(ref, flax_module, inputs: list[np.ndarray]) -> None:
+def _check_head(ref, kind: str, flax_module, inputs: list[np.ndarray]) -> None:
     """Train-mode forwards in sequence (outputs and running stats after each), then eval mode."""
-    params, stats = torch_to_flax(ref)
-    assert_same_structure({"params": params, "batch_stats": stats}, flax_module, inputs[0])
+    params, stats = torch_to_flax(ref, kind, flax_module, inputs[0])
     ref.train()
     for x in inputs:
         expected = ref(torch.from_numpy(x).double()).detach().numpy()
@@ -533,7 +386,7 @@ def _check_head(ref, flax_module, inputs: list[np.ndarray]) -> None:
         )
         stats = updates["batch_stats"]
         assert_close(out, expected)
-        assert_stats_match(stats, ref)
+        assert_stats_match(params, stats, ref, kind)
     ref.eval()
     expected = ref(torch.from_numpy(inputs[0]).double()).detach().numpy()
     out = flax_module.apply({"params": params, "batch_stats": stats}, inputs[0], train=False)
@@ -546,21 +399,21 @@ def _check_head(ref, flax_module, inputs: list[np.ndarray]) -> None:
 
 def test_action_projection_matches_torch():
     torch.manual_seed(8)
-    ref = TorchActionProjection(4, 16).double()
+    ref = torch_action_projection(4, 16).double()
     rng = np.random.default_rng(8)
     # As in one official forward: the B prediction actions, then the B·S observation actions.
     inputs = [rng.normal(size=(n, 4)).astype(np.float32) + 0.3 for n in (6, 18)]
-    _check_head(ref, ActionProjection(16), inputs)
+    _check_head(ref, "action_projection", ActionProjection(16), inputs)
 
 
 @pytest.mark.parametrize("hidden", [32, 0])
 def test_predictor_matches_torch(hidden):
     torch.manual_seed(9)
-    ref = TorchPredictor(24, hidden, 12).double()
+    ref = torch_predictor(24, hidden, 12).double()
     randomise_(ref, 9)
     rng = np.random.default_rng(9)
     inputs = [rng.normal(size=(8, 24)).astype(np.float32) + 0.3 for _ in range(2)]
-    _check_head(ref, Predictor(12, hidden), inputs)
+    _check_head(ref, "predictor", Predictor(12, hidden), inputs)
 
 
 # ------------------------------------------------------------------------------------------------
