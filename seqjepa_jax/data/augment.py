@@ -398,8 +398,9 @@ def augment_batch(
 
     ``keys``: (B,) typed keys or (B, 2) raw uint32 keys, one per example (derive them with
     :func:`seqjepa_jax.data.view_makers.example_keys` so that sharding does not change the
-    data: the parameters of an example are bit-identical in any batch; its pixels agree to float32 rounding, ~1e-6, because XLA may
-    vectorise a different batch size differently). ``images_uint8``: (B, H, W, 3).
+    data: the parameters of an example are bit-identical in any batch; its pixels agree to
+    float32 rounding, ~1e-6, because XLA may vectorise a different batch size differently).
+    ``images_uint8``: (B, H, W, 3).
     Returns (views float32 (B, V, S, S, 3), params (B, V, d)).
     """
     if images_uint8.ndim != 4 or images_uint8.shape[-1] != 3 or images_uint8.dtype != jnp.uint8:
