@@ -1,4 +1,4 @@
-"""Times the input side of training: the jitted augmentations (and, later, other input stages).
+"""Times the input side of training: the jitted augmentations and the recipes' input pipelines.
 
 Run from the repository root:
 
@@ -18,9 +18,15 @@ Each measurement prints one JSON line with the keys of `RECORD_KEYS`: `compile_s
 blocking on its outputs; `sequences_per_s` is B / median step time and `views_per_s` is
 B · V / median step time.
 
+`cifar100_pipeline` and `stl10_pipeline` time the whole training input path of those recipes
+(`measure_recipe_pipeline`): host gather of the source images, transfer, and the jitted view maker
+(augmentations, or saliency + fixations + 5 glimpses of 32 px from 96 px images).
+
+  python experiments/bench_input.py --measure=stl10_pipeline --batch=512 --saliency=file
+
 Extending: add a function `measure_<stage>(args) -> dict` that returns a record with
-`RECORD_KEYS` (use `_timing_record`) and register it in `MEASUREMENTS` (e.g. the saccade glimpse
-pipeline, the host tf.data loader); `--measure all` runs every registered stage.
+`RECORD_KEYS` (use `_timing_record`) and register it in `MEASUREMENTS`; `--measure all` runs every
+registered stage.
 """
 
 from __future__ import annotations
@@ -131,8 +137,62 @@ def measure_augment(args: argparse.Namespace) -> dict:
     return _timing_record("augment", args, compile_s, times)
 
 
-MEASUREMENTS: dict[str, Callable[[argparse.Namespace], dict]] = {"augment": measure_augment}
-"""Input stages this script can time; add the saccade pipeline and the host loader here."""
+def _pipeline_record(stage: str, args: argparse.Namespace, views: int, compile_s, times) -> dict:
+    record = _timing_record(stage, args, compile_s, times)
+    median = statistics.median(times)
+    record.update(views=views, views_per_s=round(args.batch * views / median, 1))
+    return record
+
+
+def measure_recipe_pipeline(args: argparse.Namespace, recipe: str) -> dict:
+    """The whole training input path of a recipe, as `train.train_and_evaluate` runs it.
+
+    `RunData.train_batches` of `ImageData` (`seqjepa_jax/data/datasets.py`) over random uint8
+    sources held in memory like a loaded split: the host gathers the batch by index, transfers it,
+    and the jitted view maker makes the views on the device (augmentations for cifar100; saliency,
+    fixations with inhibition of return and glimpses for stl10, with the built-in spectral-residual
+    saliency unless `--saliency=file` gives random maps, or `none` for uniform fixations). Each
+    timed step is one `next()` blocked on the batch. Compile time is that of the first batch.
+    """
+    from seqjepa_jax.config_defaults import load_config_file
+    from seqjepa_jax.data.datasets import ImageData
+    from seqjepa_jax.data.image_sources import ImageArrays
+    from seqjepa_jax.sharding import make_mesh
+
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs")
+    config = load_config_file(os.path.join(root, f"{recipe}.py"))
+    config.train.batch_size = args.batch
+    side = args.image_size if recipe == "cifar100" else config.data.saccades.source_size
+    if recipe == "stl10":
+        config.data.saccades.use_saliency = args.saliency != "none"
+    rng = np.random.default_rng(args.seed)
+    count = args.batch * 4
+    images = rng.integers(0, 256, (count, side, side, 3), dtype=np.uint8)
+    arrays = ImageArrays(images, rng.integers(0, 10, count).astype(np.int32), f"random/{recipe}")
+    saliency = None
+    if recipe == "stl10" and args.saliency == "file":
+        maps = rng.random((count, side, side)).astype(np.float32)
+        saliency = maps / maps.sum(axis=(1, 2), keepdims=True)
+    splits = {"ssl": arrays, "probe_train": arrays, "eval": arrays}
+    data = ImageData(config, make_mesh(), splits, dict.fromkeys(splits, saliency))
+    stream = data.train_batches(0)
+    start = time.perf_counter()
+    first = jax.block_until_ready(next(stream))
+    compile_s = time.perf_counter() - start
+    times = _time_steps(lambda step: next(stream), args.steps)
+    views = config.train.seq_len + 1
+    if first["views"].shape[:2] != (args.batch, views):
+        raise RuntimeError(f"Unexpected views shape {first['views'].shape}.")
+    stage = recipe if recipe == "cifar100" else f"stl10_{args.saliency}_saliency"
+    return _pipeline_record(f"{stage}_pipeline", args, views, compile_s, times)
+
+
+MEASUREMENTS: dict[str, Callable[[argparse.Namespace], dict]] = {
+    "augment": measure_augment,
+    "cifar100_pipeline": lambda args: measure_recipe_pipeline(args, "cifar100"),
+    "stl10_pipeline": lambda args: measure_recipe_pipeline(args, "stl10"),
+}
+"""Input stages this script can time."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -149,6 +209,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out_size", type=int, default=32, help="view side (px)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps after one warm-up")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--saliency",
+        choices=("builtin", "file", "none"),
+        default="builtin",
+        help="stl10_pipeline: built-in spectral residual, given maps, or uniform fixations",
+    )
     parser.add_argument("--output", default=None, help="append the JSON lines to this file")
     args = parser.parse_args(argv)
     if args.batch < 1 or args.steps < 1 or args.num_obs < 1:

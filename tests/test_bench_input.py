@@ -38,3 +38,13 @@ def test_tiny_augment_measurement_prints_one_complete_record(bench, capsys, tmp_
 def test_bad_arguments_are_rejected(bench):
     with pytest.raises(SystemExit):
         bench.parse_args(["--batch=0"])
+
+
+@pytest.mark.parametrize("stage", ["cifar100_pipeline", "stl10_pipeline"])
+def test_recipe_pipeline_measurement_runs_the_training_input_path(bench, capsys, stage):
+    argv = [f"--measure={stage}", "--batch=2", "--steps=1", "--saliency=file"]
+    (record,) = bench.main(argv)
+    views = 4 if stage == "cifar100_pipeline" else 5
+    assert record["views"] == views and record["batch"] == 2
+    assert record["stage"].startswith(stage.split("_")[0]) and record["stage"].endswith("pipeline")
+    assert record["views_per_s"] == pytest.approx(views * record["sequences_per_s"], rel=1e-2)
