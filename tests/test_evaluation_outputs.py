@@ -117,6 +117,7 @@ def test_projection_and_strip_pngs(tmp_path):
 
 @pytest.mark.slow
 def test_umap_projection_separates_clusters():
+    pytest.importorskip("umap", reason="umap-learn is the [eval] extra")
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(3), 60)
     x = np.eye(3)[labels] * 10 + rng.normal(size=(180, 3))

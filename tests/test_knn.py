@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
-from seqjepa_jax.evaluation import knn
+from seqjepa_jax.evaluation import knn, report
 
 
 def clustered(rng, n, classes=5, dim=12, spread=1.5):
@@ -73,3 +73,29 @@ def test_bad_arguments_are_named(kwargs, message):
     x = np.eye(10, 3)
     with pytest.raises(ValueError, match=message):
         knn.knn_predict(x, np.zeros(10, int), x, num_classes=2, **kwargs)
+
+
+def test_knn_report_scores_encoder_and_aggregates_on_labelled_rows():
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(3, 12))
+
+    def split(n):
+        y = rng.integers(0, 3, size=n)
+        x = centres[y] + 0.2 * rng.normal(size=(n, 12))
+        y[:5] = -1  # unlabelled rows are left out
+        z = np.stack([x, rng.normal(size=x.shape)], axis=1)
+        return {"z": z, "label": y, "agg_2": -x, "agg_4": rng.normal(size=x.shape)}
+
+    train, test = split(150), split(60)
+    out = report.knn_probe_report(train, test, num_classes=3, m_values=(4, 2), k=5)
+    assert list(out) == ["knn_encoder_accuracy", "knn_agg_m2_accuracy", "knn_agg_m4_accuracy"]
+    expected = knn.knn_accuracy(
+        train["z"][5:, 0],
+        train["label"][5:],
+        test["z"][5:, 0],
+        test["label"][5:],
+        num_classes=3,
+        k=5,
+    )
+    assert out["knn_encoder_accuracy"] == expected > 95
+    assert out["knn_agg_m2_accuracy"] > 95 and out["knn_agg_m4_accuracy"] < 70

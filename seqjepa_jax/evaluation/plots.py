@@ -6,7 +6,8 @@
   (`assets/umap.jpeg`, spec §7.3: aggregates coloured by class, encoder embeddings coloured by
   rotation angle; the official repository has no script for it). Without umap-learn the
   projection falls back to PCA and says so in the log and the title;
-- `sequence_strip`: the views of one sequence with the action between consecutive views.
+- `sequence_strip`: the views of one sequence with the action between consecutive views
+  (`first_sequence_strip` for a run's data), and `object_gallery`: one view of several objects.
 
 Figures are built with the object-oriented `matplotlib.figure.Figure` and its Agg canvas, so the
 module never switches pyplot's backend (a notebook keeps its inline backend). Each function
@@ -186,7 +187,6 @@ def evaluation_figures(
     use_umap: bool = True,
 ) -> dict[str, str]:
     """The projections of the held-out features and a view strip; returns {name: path}."""
-    from seqjepa_jax.evaluation import features as features_lib
     from seqjepa_jax.evaluation.report import rotation_targets
 
     paths = {
@@ -218,13 +218,48 @@ def evaluation_figures(
         categorical=False,
         use_umap=use_umap,
     )
+    first_sequence_strip(config, data, paths["sequence_strip"])
+    return paths
+
+
+def first_eval_batch(config: ml_collections.ConfigDict, data: Any) -> dict[str, np.ndarray]:
+    """The first held-out batch (fixed views) as host numpy arrays."""
+    from seqjepa_jax.evaluation.features import to_host
+
     batch = next(iter(data.probe_batches("eval", config.eval.batch_size)))
-    sequence_strip(
-        features_lib.to_host(batch["views"])[0],
-        features_lib.to_host(batch["actions"])[0],
-        paths["sequence_strip"],
+    return {key: to_host(value) for key, value in batch.items()}
+
+
+def first_sequence_strip(config: ml_collections.ConfigDict, data: Any, path: str) -> Figure:
+    """`sequence_strip` of the first held-out sequence of `data` (a `RunData`)."""
+    batch = first_eval_batch(config, data)
+    return sequence_strip(
+        batch["views"][0],
+        batch["actions"][0],
+        path,
         mean=config.data.mean,
         std=config.data.std,
         title=f"{config.data.name}: one held-out sequence and its actions",
     )
-    return paths
+
+
+def object_gallery(
+    views: np.ndarray,
+    titles: Sequence[str],
+    path: str,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> Figure:
+    """One image per object (N, H, W, C; normalised) in a row, titled (e.g. by class)."""
+    views = np.asarray(views, dtype=np.float32) * np.asarray(std) + np.asarray(mean)
+    fig = Figure(figsize=(1.6 * len(views), 2.0))
+    for i, (view, title) in enumerate(zip(views, titles)):
+        ax = fig.add_subplot(1, len(views), i + 1)
+        ax.imshow(np.clip(view, 0.0, 1.0))
+        ax.set_title(title, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return fig

@@ -23,6 +23,7 @@ fixed key: a rerun gives the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 from typing import Any
@@ -188,6 +189,16 @@ def evaluate_checkpoint(
     validate_config(config, device_count=mesh.devices.size, process_count=jax.process_count())
     if options.knn_k < 1:
         raise ValueError(f"--knn_k={options.knn_k} must be >= 1.")
+    if (options.plots or options.heatmap_runs) and importlib.util.find_spec("matplotlib") is None:
+        raise ValueError(
+            "The figures need matplotlib: pip install 'seqjepa_jax[eval]', or pass --noplots "
+            "and no --heatmap_runs."
+        )
+    other_runs = []
+    if options.heatmap_runs:  # read now: a wrong path must not cost a whole evaluation
+        from seqjepa_jax.evaluation import plots
+
+        other_runs = [plots.load_run_results(path) for path in options.heatmap_runs]
     step = restore.choose_step(workdir, options.step)
     model, probes, state, initial = load_states(config, workdir, step, mesh)
     data = build_data(config, mesh)
@@ -226,7 +237,7 @@ def evaluate_checkpoint(
     }
     out_dir = options.out_dir or os.path.join(workdir, "eval")
     if jax.process_index() == 0:
-        write_outputs(config, results, held_out, data, out_dir, options)
+        write_outputs(config, results, held_out, data, out_dir, options, other_runs)
     logging.info("Evaluation results: %s", json.dumps(scores, indent=2))
     return results
 
@@ -238,6 +249,7 @@ def write_outputs(
     data: RunData,
     out_dir: str,
     options: EvalOptions,
+    other_runs: list[dict[str, Any]],
 ) -> None:
     """results.json, table1.md and (optionally) the figures in `out_dir`."""
     os.makedirs(out_dir, exist_ok=True)
@@ -245,11 +257,12 @@ def write_outputs(
         json.dump(results, f, indent=2)
     with open(os.path.join(out_dir, "table1.md"), "w") as f:
         f.write(tables.results_markdown(results))
-    if options.heatmap_runs:
+    if other_runs:
         from seqjepa_jax.evaluation import plots
 
-        runs = [results] + [plots.load_run_results(path) for path in options.heatmap_runs]
-        plots.accuracy_heatmap(runs, os.path.join(out_dir, "heatmap_mtr_mval.png"))
+        plots.accuracy_heatmap(
+            [results, *other_runs], os.path.join(out_dir, "heatmap_mtr_mval.png")
+        )
     if options.plots:
         from seqjepa_jax.evaluation import plots
 

@@ -16,6 +16,10 @@ From features extracted on a probe-training split and a held-out split (`feature
   (`individual_position`); the data layer says which (`RunData.individual_targets`);
 each R² under both names of `metrics.py`. The online probes (trained inside the step) are scored on
 the held-out split too.
+
+The regressions are `RegressionTask`s: the training run's summary uses `default_regressions`; the
+evaluation program passes the official probes of each data kind (`tasks.py`). `knn_probe_report`
+adds cosine k-NN accuracy on the same features (`knn.py`).
 """
 
 from __future__ import annotations
@@ -164,17 +168,23 @@ def knn_probe_report(
     m_values: Sequence[int],
     k: int = 20,
 ) -> dict[str, float]:
-    """k-NN top-1 (%) on one view's encoder embedding and on each aggregate (`knn.py`)."""
-    report = {}
-    keys = {"knn_encoder_accuracy": "z0"}
-    keys.update({f"knn_agg_m{m}_accuracy": f"agg_{m}" for m in sorted(set(m_values))})
-    for name, key in keys.items():
-        train_x = train[key] if key != "z0" else train["z"][:, 0]
-        test_x = test[key] if key != "z0" else test["z"][:, 0]
-        report[name] = knn.knn_accuracy(
-            train_x, train["label"], test_x, test["label"], num_classes=num_classes, k=k
+    """k-NN top-1 (%) on one view's encoder embedding and on each aggregate (`knn.py`), over the
+    labelled rows (label >= 0) of both splits."""
+    train_rows, test_rows = train["label"] >= 0, test["label"] >= 0
+    inputs = {"knn_encoder_accuracy": lambda f: f["z"][:, 0]}
+    for m in sorted(set(m_values)):
+        inputs[f"knn_agg_m{m}_accuracy"] = lambda f, m=m: f[f"agg_{m}"]
+    return {
+        name: knn.knn_accuracy(
+            get(train)[train_rows],
+            train["label"][train_rows],
+            get(test)[test_rows],
+            test["label"][test_rows],
+            num_classes=num_classes,
+            k=k,
         )
-    return report
+        for name, get in inputs.items()
+    }
 
 
 def _prefixed(name: str, scores: dict[str, float]) -> dict[str, float]:
