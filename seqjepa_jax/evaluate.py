@@ -1,4 +1,4 @@
-"""Offline evaluation: `python -m seqjepa_jax.evaluate --config=... --workdir=...`.
+r"""Offline evaluation: `python -m seqjepa_jax.evaluate --config=... --workdir=...`.
 
 Reuses the training config (with the same `--config.*` overrides as the training run) and the
 newest checkpoint in `--workdir` (or `--step`), extracts frozen features once and fits every probe
@@ -77,9 +77,8 @@ def main(argv: list[str]) -> None:
         use_umap=FLAGS.umap,
         heatmap_runs=tuple(FLAGS.heatmap_runs),
     )
-    results = program.evaluate_checkpoint(FLAGS.config, FLAGS.workdir, options)
-    logging.info("Wrote %s", options.out_dir or f"{FLAGS.workdir}/eval")
-    del results
+    program.evaluate_checkpoint(FLAGS.config, FLAGS.workdir, options)
+    logging.info("Wrote the results to %s", options.out_dir or f"{FLAGS.workdir}/eval")
 
 
 if __name__ == "__main__":
