@@ -1,13 +1,17 @@
-"""Evaluation: R² definitions against sklearn/numpy, probes on synthetic features, pair building."""
+"""Evaluation: R² definitions against sklearn/numpy, probes on synthetic features, pair building,
+the regression tasks of each data kind."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
+from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
+from tiny import load_config
 
 from seqjepa_jax.data.quaternion import euler_xyz_to_quaternion
-from seqjepa_jax.evaluation import metrics, probes, report
+from seqjepa_jax.evaluation import metrics, probes, report, tasks
 
 
 def test_r2_uniform_matches_sklearn_and_pooled_matches_numpy():
@@ -100,3 +104,145 @@ def test_frozen_report_on_features_that_encode_pose_and_class():
     assert out["agg_m1_accuracy"] > 95 and out["encoder_accuracy"] > 95
     assert out["individual_rotation_r2_uniform"] > 0.9
     assert out["relative_action_r2_uniform"] > 0.8
+
+
+def test_r2_definitions_on_relative_quaternions_predicted_by_their_column_means():
+    """Predicting each column's mean: uniform R² is exactly 0, pooled R² is the share of the total
+    spread that lies between the column means (the w column's mean ≈ 0.5; spec §7.3)."""
+    rng = np.random.default_rng(0)
+    angles = rng.uniform(-np.pi / 2, np.pi / 2, size=(4000, 2, 3))
+    q = euler_xyz_to_quaternion(angles)
+    rel = tasks.latents_lib.relative_actions(
+        np.concatenate([angles, np.zeros((4000, 2, 4))], axis=-1), "rot"
+    )[:, 0].astype(np.float64)
+    assert rel[:, 3].mean() > 0.3  # the non-zero-mean w column
+    means = np.broadcast_to(rel.mean(axis=0), rel.shape)
+    assert metrics.r2_uniform(rel, means) == pytest.approx(r2_score(rel, means), abs=1e-12)
+    assert metrics.r2_uniform(rel, means) == pytest.approx(0.0, abs=1e-12)
+    between = len(rel) * ((rel.mean(axis=0) - rel.mean()) ** 2).sum()
+    expected_pooled = between / ((rel - rel.mean()) ** 2).sum()
+    assert metrics.r2_pooled(rel, means) == pytest.approx(expected_pooled, rel=1e-9)
+    assert 0.15 < metrics.r2_pooled(rel, means) < 0.3  # peers_and_numbers.md §3.1: ≈ 0.23
+    assert q.shape == (4000, 2, 4)
+
+
+def test_linear_regression_probe_recovers_a_linear_relation_and_matches_sklearn_ridge():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(500, 10)) * rng.uniform(0.1, 5.0, size=10)
+    y = x @ rng.normal(size=(10, 3)) + np.array([0.0, 2.0, -1.0])
+    predictions = probes.fit_regressor(x[:400], y[:400], x[400:], head="linear")
+    scores = probes.r2_scores(y[400:], predictions)
+    assert scores["r2_uniform"] > 0.99 and scores["r2_pooled"] > 0.99
+    train_s, test_s = probes.standardise(x[:400], x[400:])
+    expected = Ridge(alpha=1.0).fit(train_s, y[:400]).predict(test_s)
+    np.testing.assert_allclose(predictions, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="Unknown regression head"):
+        probes.fit_regressor(x, y, x, head="lasso")
+
+
+def test_mlp_regression_probe_is_reproducible():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 5))
+    y = np.tanh(x[:, :2])
+    first = probes.fit_regressor(x[:150], y[:150], x[150:], hidden=16, steps=50)
+    np.testing.assert_array_equal(
+        first, probes.fit_regressor(x[:150], y[:150], x[150:], hidden=16, steps=50)
+    )
+
+
+def test_linear_classifier_reaches_100_percent_on_a_linear_rule():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2000, 6))
+    logits = x @ rng.normal(size=(6, 3))
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    x, labels = x[top2[:, 1] - top2[:, 0] > 0.5][:600], np.argmax(logits, axis=1)
+    labels = labels[top2[:, 1] - top2[:, 0] > 0.5][:600]
+    first = probes.linear_probe_accuracy(x[:500], labels[:500], x[500:], labels[500:], 3)
+    assert first["train_accuracy"] == 100.0 and first["accuracy"] == 100.0
+    second = probes.linear_probe_accuracy(x[:500], labels[:500], x[500:], labels[500:], 3)
+    assert first == second
+
+
+def test_regression_task_checks_target_shape_and_combined_scores_concatenate():
+    rng = np.random.default_rng(5)
+    n, v, d = 40, 3, 4
+    z = rng.normal(size=(n, v, d))
+    bad = report.RegressionTask("bad", "pair", lambda f: np.zeros((n, v, 2)))
+    with pytest.raises(ValueError, match="Targets of probe 'bad'"):
+        bad.examples({"z": z})
+    with pytest.raises(ValueError, match="inputs="):
+        report.RegressionTask("x", "triple", lambda f: f)
+
+    def features(n):
+        z = rng.normal(size=(n, v, d))
+        return {"z": z, "label": rng.integers(0, 2, n), "agg_1": z[:, 0], "latents": z}
+
+    # Targets linear in the pair: the ridge head recovers them; the MLP nearly so.
+    first = report.RegressionTask("first", "pair", lambda f: f["z"][:, :-1, :2], head="linear")
+    second = report.RegressionTask("second", "pair", lambda f: 3 * f["z"][:, 1:, 2:])
+    out = report.frozen_probe_report(
+        features(300),
+        features(100),
+        num_classes=2,
+        m_values=(1,),
+        probe_steps=400,
+        probe_hidden=32,
+        regressions=(first, second),
+        combined={"both": ("first", "second")},
+    )
+    assert out["first_r2_uniform"] > 0.99 and out["second_r2_uniform"] > 0.9
+    # Uniform R² of the concatenation is the column-weighted mean of the parts' (2 + 2 columns).
+    assert out["both_r2_uniform"] == pytest.approx(
+        (out["first_r2_uniform"] + out["second_r2_uniform"]) / 2, abs=1e-9
+    )
+    assert "relative_action_r2_uniform" not in out
+
+
+def test_regression_tasks_follow_the_official_probes_of_each_data_kind():
+    config = load_config("default", "tiny")
+    names = {t.name: t.head for t in tasks.regression_tasks(config)[0]}
+    assert names == {
+        "relative_rotation": "mlp",
+        "individual_rotation": "mlp",
+        "relative_colour": "linear",
+    }
+    config.data.name, config.data.latent_type = "cifar100", "aug"
+    regressions, combined = tasks.regression_tasks(config)
+    assert [t.name for t in regressions] == [
+        "relative_crop",
+        "relative_jitter",
+        "relative_blur",
+        "individual_augmentation",
+    ]
+    assert combined == {
+        "relative_augmentation": ("relative_crop", "relative_jitter", "relative_blur")
+    }
+    config.data.augment.use_blur = False
+    assert "relative_blur" not in {t.name for t in tasks.regression_tasks(config)[0]}
+    config.data.name, config.data.latent_type = "stl10", "saccade"
+    assert {t.name: t.head for t in tasks.regression_tasks(config)[0]} == {
+        "relative_position": "linear",
+        "individual_position": "mlp",
+    }
+
+
+def test_colour_and_rotation_targets_come_from_the_latents():
+    rng = np.random.default_rng(6)
+    latents = rng.uniform(-1, 1, size=(2, 3, 7))
+    features = {"latents": latents}
+    colours = tasks.relative_colours(features)
+    np.testing.assert_allclose(colours[1, 0], latents[1, 1, [3, 6]] - latents[1, 0, [3, 6]], 1e-6)
+    rotations = tasks.relative_rotations(features)
+    r = Rotation.from_euler("xyz", latents[0, :, :3])
+    np.testing.assert_allclose(rotations[0, 1], (r[1].inv() * r[2]).as_quat(), atol=1e-6)
+    actions = rng.normal(size=(2, 2, 9))
+    crop, jitter, blur = (
+        task.targets({"actions": actions}) for task in tasks.regression_tasks(aug_config())[0][:3]
+    )
+    np.testing.assert_array_equal(np.concatenate([crop, jitter, blur], axis=-1), actions)
+
+
+def aug_config():
+    config = load_config("default", "tiny")
+    config.data.name, config.data.latent_type = "cifar100", "aug"
+    return config

@@ -1,7 +1,11 @@
 """Frozen-feature extraction from a seq-JEPA model, once per evaluation.
 
 For each sequence of an evaluation batch the model runs in inference mode (BN running statistics,
-no dropout; the official train-mode probing of Q8 is not reproduced here) and returns:
+no dropout) by default. `bn_train_mode=True` reproduces the official offline probing (Q8): the
+frozen model runs in train mode, so BN normalises with the statistics of the evaluation batch (all
+B·V views for the encoder) and dropout is active (fixed keys, so features are reproducible); the
+updated running statistics are discarded, so nothing that is saved changes. (Officially they also
+drift during probe training; here the features are extracted once.) It returns:
 
 - `agg_{m}`: the aggregate `agg_out` from the first m observation views and their actions, for every
   m in M_val (the paper's M_val sweep; spec §7.4, §12.2). The aggregator has no positional
@@ -27,26 +31,43 @@ from seqjepa_jax.models.heads import OnlineProbes
 from seqjepa_jax.models.seqjepa import SeqJEPA
 
 
-def make_feature_fn(model: SeqJEPA, probes: OnlineProbes, m_values: Sequence[int], m_tr: int):  # noqa: ANN201
+def make_feature_fn(  # noqa: ANN201
+    model: SeqJEPA,
+    probes: OnlineProbes,
+    m_values: Sequence[int],
+    m_tr: int,
+    *,
+    bn_train_mode: bool = False,
+):
     """Returns a jitted (params, batch_stats, batch) -> dict of features (see module docstring).
 
     The online class probe sees the aggregate of `m_tr` views, the length it was trained on.
+    `bn_train_mode` is the official train-mode probing of Q8 (module docstring).
     """
     m_values = tuple(sorted(set(int(m) for m in m_values) | {int(m_tr)}))
+
+    def apply(variables: dict, *args: jax.Array, method: object, stream: int) -> object:
+        if not bn_train_mode:
+            return model.apply(variables, *args, train=False, method=method)
+        out, _discarded_stats = model.apply(
+            variables,
+            *args,
+            train=True,
+            method=method,
+            mutable=["batch_stats"],
+            rngs={"dropout": jax.random.PRNGKey(stream)},
+        )
+        return out
 
     @jax.jit
     def features(params: dict, batch_stats: dict, batch: dict) -> dict[str, jax.Array]:
         variables = {"params": params["model"], "batch_stats": batch_stats}
         views, actions = batch["views"], batch["actions"]
-        z = model.apply(variables, views, train=False, method=SeqJEPA.encode)
+        z = apply(variables, views, method=SeqJEPA.encode, stream=0)
         out = {"z": z}
         for m in m_values:
-            agg = model.apply(
-                variables,
-                z[:, :m],
-                actions[:, :m],
-                train=False,
-                method=SeqJEPA.aggregate_embeddings,
+            agg = apply(
+                variables, z[:, :m], actions[:, :m], method=SeqJEPA.aggregate_embeddings, stream=m
             )
             out[f"agg_{m}"] = agg["agg_out"]
         m_tr_agg = out[f"agg_{m_tr}"]

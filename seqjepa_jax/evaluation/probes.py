@@ -1,11 +1,12 @@
-"""Probes fitted on frozen features: a linear classifier and an MLP regressor.
+"""Probes fitted on frozen features: a linear classifier, and MLP or linear (ridge) regressors.
 
 The official offline evaluation trains its probes with AdamW for 300 epochs in mini-batches
 (spec §7.1). On frozen features that are extracted once, the same probes fit much faster as
 full-batch optimisation inside one jitted `lax.fori_loop`; the probe architectures are the
-official ones (linear classifier; MLP in→h→h→out with ReLU for rotations, spec §7.1). Features
-are standardised with the training set's statistics first, so one learning rate serves encoders
-of any scale (a random-init encoder and a trained one alike).
+official ones (linear classifier; MLP in→h→h→out with ReLU for rotations, spec §7.1; linear
+regressors for colour, blur and saccade positions, solved in closed form as ridge regression).
+Features are standardised with the training set's statistics first, so one learning rate serves
+encoders of any scale (a random-init encoder and a trained one alike).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import numpy as np
 import optax
 
 from seqjepa_jax.evaluation import metrics
+
+REGRESSION_HEADS = ("mlp", "linear")
 
 
 class MLPRegressor(nn.Module):
@@ -106,6 +109,66 @@ def linear_probe_accuracy(
     }
 
 
+def fit_regressor(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    *,
+    head: str = "mlp",
+    hidden: int = 1024,
+    steps: int = 500,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 1e-4,
+    ridge_alpha: float = 1.0,
+) -> np.ndarray:
+    """Fits a regressor on frozen, standardised train features; returns its test predictions.
+
+    `head` is "mlp" (the official rotation / crop / jitter regressor in→h→h→out, spec §7.1),
+    trained with full-batch AdamW on the MSE, or "linear" (the official colour, blur and
+    saccade-position regressors, spec §7.1-§7.2), solved in closed form as ridge regression with
+    `ridge_alpha` (scikit-learn `Ridge`'s objective): the optimum that the official AdamW loop on a
+    linear layer approaches, with no learning rate or step count to tune.
+    """
+    if head not in REGRESSION_HEADS:
+        raise ValueError(f"Unknown regression head {head!r}; use one of {REGRESSION_HEADS}.")
+    train_x, test_x = standardise(train_x, test_x)
+    if head == "linear":
+        return ridge_predictions(train_x, train_y, test_x, ridge_alpha)
+    model = MLPRegressor(train_y.shape[-1], hidden)
+    params = fit_full_batch(
+        model,
+        _mean_squared_error,
+        jnp.asarray(train_x, jnp.float32),
+        jnp.asarray(train_y, jnp.float32),
+        steps,
+        learning_rate,
+        weight_decay,
+    )
+    return np.asarray(model.apply(params, jnp.asarray(test_x, jnp.float32)))
+
+
+def ridge_predictions(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, alpha: float
+) -> np.ndarray:
+    """min_W,b |X W + b - Y|² + alpha |W|² (intercept unpenalised), solved in float64."""
+    x = np.asarray(train_x, np.float64).reshape(len(train_x), -1)
+    y = np.asarray(train_y, np.float64).reshape(len(train_y), -1)
+    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
+    xc = x - x_mean
+    gram = xc.T @ xc + alpha * np.eye(x.shape[1])
+    weights = np.linalg.solve(gram, xc.T @ (y - y_mean))
+    test = np.asarray(test_x, np.float64).reshape(len(test_x), -1)
+    return ((test - x_mean) @ weights + y_mean).astype(np.float32)
+
+
+def r2_scores(targets: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """Both R² definitions of `metrics.py`, by name."""
+    return {
+        "r2_uniform": metrics.r2_uniform(targets, predictions),
+        "r2_pooled": metrics.r2_pooled(targets, predictions),
+    }
+
+
 def mlp_regression_r2(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -118,19 +181,14 @@ def mlp_regression_r2(
     weight_decay: float = 1e-4,
 ) -> dict[str, float]:
     """Fits the MLP regressor with MSE on frozen train features; R² (both definitions) on test."""
-    train_x, test_x = standardise(train_x, test_x)
-    model = MLPRegressor(train_y.shape[-1], hidden)
-    params = fit_full_batch(
-        model,
-        _mean_squared_error,
-        jnp.asarray(train_x, jnp.float32),
-        jnp.asarray(train_y, jnp.float32),
-        steps,
-        learning_rate,
-        weight_decay,
+    predictions = fit_regressor(
+        train_x,
+        train_y,
+        test_x,
+        head="mlp",
+        hidden=hidden,
+        steps=steps,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
     )
-    predictions = np.asarray(model.apply(params, jnp.asarray(test_x, jnp.float32)))
-    return {
-        "r2_uniform": metrics.r2_uniform(test_y, predictions),
-        "r2_pooled": metrics.r2_pooled(test_y, predictions),
-    }
+    return r2_scores(test_y, predictions)

@@ -16,16 +16,21 @@ From features extracted on a probe-training split and a held-out split (`feature
   (`individual_position`); the data layer says which (`RunData.individual_targets`);
 each R² under both names of `metrics.py`. The online probes (trained inside the step) are scored on
 the held-out split too.
+
+The regressions are `RegressionTask`s: the training run's summary uses `default_regressions`; the
+evaluation program passes the official probes of each data kind (`tasks.py`). `knn_probe_report`
+adds cosine k-NN accuracy on the same features (`knn.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from seqjepa_jax.data.quaternion import euler_xyz_to_quaternion
-from seqjepa_jax.evaluation import metrics, probes
+from seqjepa_jax.evaluation import knn, metrics, probes
 
 
 def rotation_targets(latents: np.ndarray) -> np.ndarray:
@@ -51,6 +56,56 @@ def online_probe_report(features: dict[str, np.ndarray]) -> dict[str, float]:
     return report
 
 
+@dataclasses.dataclass(frozen=True)
+class RegressionTask:
+    """One frozen-feature regression probe of the report.
+
+    Attributes:
+      name: report key prefix; the scores are `{name}_r2_uniform` and `{name}_r2_pooled`.
+      inputs: "pair" (z_j ⊕ z_j+1, every consecutive pair, targets (N, V-1, d)) or "single"
+        (z_j, every view, targets (N, V, d)).
+      targets: features dict (`features.py`) -> the per-pair or per-view targets.
+      head: "mlp" (in→h→h→out, spec §7.1) or "linear" (`probes.fit_regressor`).
+    """
+
+    name: str
+    inputs: str
+    targets: Callable[[dict[str, np.ndarray]], np.ndarray]
+    head: str = "mlp"
+
+    def __post_init__(self) -> None:
+        if self.inputs not in ("pair", "single"):
+            raise ValueError(f"RegressionTask.inputs={self.inputs!r}; use 'pair' or 'single'.")
+        if self.head not in probes.REGRESSION_HEADS:
+            raise ValueError(f"RegressionTask.head={self.head!r}; use {probes.REGRESSION_HEADS}.")
+
+    def examples(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, targets) flattened over sequences and pairs or views."""
+        z = features["z"]
+        x = np.concatenate([z[:, :-1], z[:, 1:]], axis=-1) if self.inputs == "pair" else z
+        y = np.asarray(self.targets(features))
+        if y.shape[:2] != x.shape[:2]:
+            raise ValueError(
+                f"Targets of probe {self.name!r} have shape {y.shape}; expected {x.shape[:2]} "
+                f"leading dims for {self.inputs!r} inputs."
+            )
+        return x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+
+
+def default_regressions(
+    individual_name: str = "rotation",
+    individual_targets: Callable[[np.ndarray], np.ndarray] = rotation_targets,
+) -> tuple[RegressionTask, ...]:
+    """The training run's summary probes: the pair → relative action MLP (for 3D `rot` data the
+    paper's relative rotation R², spec §12.2) and the one-view → individual target MLP."""
+    return (
+        RegressionTask("relative_action", "pair", lambda f: f["actions"]),
+        RegressionTask(
+            f"individual_{individual_name}", "single", lambda f: individual_targets(f["latents"])
+        ),
+    )
+
+
 def frozen_probe_report(
     train: dict[str, np.ndarray],
     test: dict[str, np.ndarray],
@@ -61,11 +116,15 @@ def frozen_probe_report(
     probe_hidden: int,
     individual_name: str = "rotation",
     individual_targets: Callable[[np.ndarray], np.ndarray] = rotation_targets,
+    regressions: Sequence[RegressionTask] | None = None,
+    combined: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, float]:
     """Fits every frozen-feature probe on `train` features and scores it on `test` features.
 
-    `individual_targets` maps the (N, V, d) latents to the per-view targets of the individual
-    probe, reported as `individual_{individual_name}_r2_*`.
+    Regression probes are `regressions` (default: `default_regressions(individual_name,
+    individual_targets)`). `combined` maps a report name to regression tasks with the same inputs
+    whose test predictions are concatenated column-wise and scored together: the official
+    augmentation `R2` over [crop, jitter, blur] predictions of three heads (spec §7.1).
     """
     report: dict[str, float] = {}
 
@@ -80,27 +139,61 @@ def frozen_probe_report(
         split["z0"] = split["z"][:, 0]
     report["encoder_accuracy"] = classify("z0")
 
-    def regress(name: str, train_x: np.ndarray, train_y: np.ndarray, test_x, test_y) -> None:  # noqa: ANN001
-        result = probes.mlp_regression_r2(
-            train_x, train_y, test_x, test_y, hidden=probe_hidden, steps=probe_steps
+    if regressions is None:
+        regressions = default_regressions(individual_name, individual_targets)
+    outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for task in regressions:
+        train_x, train_y = task.examples(train)
+        test_x, test_y = task.examples(test)
+        predictions = probes.fit_regressor(
+            train_x, train_y, test_x, head=task.head, hidden=probe_hidden, steps=probe_steps
         )
-        report[f"{name}_r2_uniform"] = result["r2_uniform"]
-        report[f"{name}_r2_pooled"] = result["r2_pooled"]
-
-    regress("relative_action", *consecutive_pairs(train), *consecutive_pairs(test))
-    regress(
-        f"individual_{individual_name}",
-        *single_views(train, individual_targets),
-        *single_views(test, individual_targets),
-    )
+        outputs[task.name] = (test_y, predictions)
+        report.update(_prefixed(task.name, probes.r2_scores(test_y, predictions)))
+    for name, parts in (combined or {}).items():
+        missing = [part for part in parts if part not in outputs]
+        if missing:
+            raise ValueError(f"Combined probe {name!r} names unknown regressions {missing}.")
+        targets = np.concatenate([outputs[part][0] for part in parts], axis=-1)
+        predictions = np.concatenate([outputs[part][1] for part in parts], axis=-1)
+        report.update(_prefixed(name, probes.r2_scores(targets, predictions)))
     return report
+
+
+def knn_probe_report(
+    train: dict[str, np.ndarray],
+    test: dict[str, np.ndarray],
+    *,
+    num_classes: int,
+    m_values: Sequence[int],
+    k: int = 20,
+) -> dict[str, float]:
+    """k-NN top-1 (%) on one view's encoder embedding and on each aggregate (`knn.py`), over the
+    labelled rows (label >= 0) of both splits."""
+    train_rows, test_rows = train["label"] >= 0, test["label"] >= 0
+    inputs = {"knn_encoder_accuracy": lambda f: f["z"][:, 0]}
+    for m in sorted(set(m_values)):
+        inputs[f"knn_agg_m{m}_accuracy"] = lambda f, m=m: f[f"agg_{m}"]
+    return {
+        name: knn.knn_accuracy(
+            get(train)[train_rows],
+            train["label"][train_rows],
+            get(test)[test_rows],
+            test["label"][test_rows],
+            num_classes=num_classes,
+            k=k,
+        )
+        for name, get in inputs.items()
+    }
+
+
+def _prefixed(name: str, scores: dict[str, float]) -> dict[str, float]:
+    return {f"{name}_{key}": value for key, value in scores.items()}
 
 
 def consecutive_pairs(features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(z_j ⊕ z_j+1, action j → j+1) for every consecutive pair of views, flattened."""
-    z, actions = features["z"], features["actions"]
-    pairs = np.concatenate([z[:, :-1], z[:, 1:]], axis=-1)
-    return pairs.reshape(-1, pairs.shape[-1]), actions.reshape(-1, actions.shape[-1])
+    return RegressionTask("relative_action", "pair", lambda f: f["actions"]).examples(features)
 
 
 def single_views(
@@ -108,6 +201,6 @@ def single_views(
     targets: Callable[[np.ndarray], np.ndarray] = rotation_targets,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(z_j, target of view j) for every view, flattened; targets computed from the latents."""
-    z = features["z"]
-    y = targets(features["latents"])
-    return z.reshape(-1, z.shape[-1]), y.reshape(-1, y.shape[-1])
+    return RegressionTask("individual", "single", lambda f: targets(f["latents"])).examples(
+        features
+    )

@@ -1,0 +1,82 @@
+"""Which frozen-feature regressions the evaluation program fits, per kind of data.
+
+Each list follows the official offline evaluation of its data (spec §7.1, §7.2) and adds the
+paper's single-view probe (spec §7.4). Targets come from the extracted features (`features.py`):
+`actions` (N, V-1, d_a) for relative targets that are the model's own actions, `latents`
+(N, V, d) for absolute per-view targets and for targets the action type may not include.
+
+- 3D objects (3DIEBench, procedural; spec §7.1, §12.2):
+  `relative_rotation` MLP, pair → R_j⁻¹R_j+1 as a scalar-last quaternion from the latents, so it
+  is the same target for any `latent_type` (the official rotcolor evaluation, Q10);
+  `individual_rotation` MLP, one view → its absolute quaternion (§7.4, inferred);
+  `relative_colour` linear, pair → [Δ floor hue, Δ spot hue] (official `color_regressor`).
+- Augmentations (CIFAR-100, TinyImageNet; spec §7.1 "aug"): `relative_crop` and
+  `relative_jitter` MLPs and a linear `relative_blur` on the pair → the action columns
+  [crop i, j, h, w | brightness, contrast, saturation, hue | blur σ]; `relative_augmentation`
+  scores the three heads' predictions together (the official `R2` over 9 columns);
+  `individual_augmentation` MLP, one view → its parameter vector.
+- Saccades (STL-10, ImageNet; spec §7.2): `relative_position` linear, pair → fixation
+  difference (official `pos_regressor`); `individual_position` MLP, one glimpse → its position.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+import numpy as np
+
+from seqjepa_jax.data import kinds
+from seqjepa_jax.data import latents as latents_lib
+from seqjepa_jax.evaluation.report import RegressionTask, rotation_targets
+
+CROP_COLUMNS = slice(0, 4)
+JITTER_COLUMNS = slice(4, 8)
+BLUR_COLUMNS = slice(8, 9)
+
+
+def _action_columns(columns: slice):  # noqa: ANN202
+    return lambda features: features["actions"][..., columns]
+
+
+def relative_rotations(features: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, V-1, 4) relative quaternions of consecutive views from the 3DIEBench latents."""
+    return latents_lib.relative_actions(features["latents"], "rot")
+
+
+def relative_colours(features: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, V-1, 2) floor-hue and spot-hue differences of consecutive views (spec §6.1)."""
+    return latents_lib.relative_actions(features["latents"], "color")
+
+
+def regression_tasks(
+    config: ml_collections.ConfigDict,
+) -> tuple[tuple[RegressionTask, ...], dict[str, tuple[str, ...]]]:
+    """(regression tasks, combined scores) for `config.data` (see the module docstring)."""
+    kind = kinds.dataset_kind(config.data.name)
+    if kind == "views":
+        tasks = (
+            RegressionTask("relative_rotation", "pair", relative_rotations),
+            RegressionTask(
+                "individual_rotation", "single", lambda f: rotation_targets(f["latents"])
+            ),
+            RegressionTask("relative_colour", "pair", relative_colours, head="linear"),
+        )
+        return tasks, {}
+    if kind == "augment":
+        tasks = [
+            RegressionTask("relative_crop", "pair", _action_columns(CROP_COLUMNS)),
+            RegressionTask("relative_jitter", "pair", _action_columns(JITTER_COLUMNS)),
+        ]
+        if config.data.augment.use_blur:
+            tasks.append(
+                RegressionTask(
+                    "relative_blur", "pair", _action_columns(BLUR_COLUMNS), head="linear"
+                )
+            )
+        combined = {"relative_augmentation": tuple(task.name for task in tasks)}
+        tasks.append(RegressionTask("individual_augmentation", "single", lambda f: f["latents"]))
+        return tuple(tasks), combined
+    tasks = (
+        RegressionTask("relative_position", "pair", lambda f: f["actions"], head="linear"),
+        RegressionTask("individual_position", "single", lambda f: f["latents"]),
+    )
+    return tasks, {}
