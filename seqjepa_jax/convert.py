@@ -315,13 +315,11 @@ def resolve_step(
         raise ValueError(f"--steps_per_epoch={steps_per_epoch} must be >= 0 (0: from the data).")
     how = f"epoch {int(epoch)} x --steps_per_epoch={steps_per_epoch}"
     if not steps_per_epoch:
-        from seqjepa_jax import train
-        from seqjepa_jax.data import pipeline
+        from seqjepa_jax.data.datasets import build_data
+        from seqjepa_jax.sharding import make_mesh
 
-        train_source, _ = train.build_sources(config)
-        steps_per_epoch = pipeline.steps_per_epoch(
-            train_source.num_objects, config.train.batch_size
-        )
+        data = build_data(config, make_mesh())
+        steps_per_epoch = data.steps_per_epoch(config.train.batch_size)
         how = f"epoch {int(epoch)} x {steps_per_epoch} steps per epoch of the config's train split"
     return int(epoch) * steps_per_epoch, how
 
