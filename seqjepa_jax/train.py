@@ -4,10 +4,14 @@
 composition of small functions that the tests call one by one:
 
 1. validate the config against the devices (before anything compiles);
-2. build the view sources (procedural renderer cache or 3DIEBench on disk) and the model;
-3. create the state directly with its sharding, or restore the newest checkpoint in the workdir;
+2. build the view sources (procedural renderer cache or 3DIEBench on disk) and the model, check
+   that the data fits the batches, that a checkpoint already in the workdir fits the model, and
+   that the workdir is writable, all before anything compiles or is written (issue 7.5);
+3. create the state directly with its sharding, or restore the newest intact checkpoint in the
+   workdir (`checkpointing.Checkpointer.restore` skips unreadable ones);
 4. run the jitted step over the data stream starting at the state's step (data order is a
    function of (seed, step), so a resumed run sees exactly the batches it would have seen);
+   stop cleanly on SIGTERM and on non-finite metrics (`faults.py`);
 5. every `eval_every_epochs`, score the online probes on the held-out split;
 6. at the end, save a final checkpoint, fit frozen-feature probes on the trained model and on a
    randomly initialised one of the same architecture, and write `results.json`.
@@ -18,8 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -32,7 +34,7 @@ from absl import logging
 from clu import metric_writers
 from tqdm.auto import tqdm
 
-from seqjepa_jax import checkpointing, schedules
+from seqjepa_jax import checkpointing, faults, schedules, startup_checks
 from seqjepa_jax.config_checks import validate_config
 from seqjepa_jax.data import latents as latents_lib
 from seqjepa_jax.data import pipeline
@@ -75,7 +77,11 @@ def build_sources(config: ml_collections.ConfigDict) -> tuple[ViewSource, ViewSo
             "<synset>/<object>/image_k.jpg and train_images.npy), e.g. "
             "--config.data.data_dir=/data/3DIEBench."
         )
-    kwargs = {"views_per_object": data.views_per_object}
+    kwargs = {
+        "views_per_object": data.views_per_object,
+        "validate_all_objects": data.verify_files,
+        "on_bad_file": data.on_bad_file,
+    }
     return (
         ThreeDIEBenchSource(data.data_dir, data.train_split, **kwargs),
         ThreeDIEBenchSource(data.data_dir, data.eval_split, **kwargs),
@@ -131,16 +137,10 @@ def build_schedules(
     return learning_rate, ema_decay
 
 
-def create_state(
-    config: ml_collections.ConfigDict,
-    model: SeqJEPA,
-    probes: OnlineProbes,
-    optimizer: Any,
-    mesh: jax.sharding.Mesh,
-    *,
-    seed: int | None = None,
-) -> TrainState:
-    """Initialises the state directly with a replicated sharding (no host copy)."""
+def state_initializer(
+    config: ml_collections.ConfigDict, model: SeqJEPA, probes: OnlineProbes, optimizer: Any
+) -> Any:
+    """The function key -> initial TrainState of this config (jit it or `jax.eval_shape` it)."""
     size = config.data.image_size
 
     def init(key: jax.Array) -> TrainState:
@@ -155,8 +155,37 @@ def create_state(
             identical_layer_init=config.model.identical_layer_init,
         )
 
+    return init
+
+
+def create_state(
+    config: ml_collections.ConfigDict,
+    model: SeqJEPA,
+    probes: OnlineProbes,
+    optimizer: Any,
+    mesh: jax.sharding.Mesh,
+    *,
+    seed: int | None = None,
+) -> TrainState:
+    """Initialises the state directly with a replicated sharding (no host copy)."""
+    init = state_initializer(config, model, probes, optimizer)
     key = jax.random.PRNGKey(config.seed if seed is None else seed)
     return jax.jit(init, out_shardings=replicated(mesh))(key)
+
+
+def abstract_state(
+    config: ml_collections.ConfigDict,
+    model: SeqJEPA,
+    probes: OnlineProbes,
+    optimizer: Any,
+    mesh: jax.sharding.Mesh,
+) -> TrainState:
+    """Shapes, dtypes and (replicated) shardings of the state, traced without compiling: what a
+    checkpoint is checked against and restored into."""
+    init = state_initializer(config, model, probes, optimizer)
+    shapes = jax.eval_shape(lambda: init(jax.random.PRNGKey(0)))
+    sharding = replicated(mesh)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
 def batch_stream(
@@ -224,21 +253,6 @@ def log_startup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, **in
         logging.info("%s: %s", key, value)
 
 
-def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
-    stacked = jax.device_get(history)
-    return {k: float(np.mean([h[k] for h in stacked])) for k in stacked[0]}
-
-
-def check_finite(metrics: dict[str, float], step: int) -> None:
-    """Stops the run on a non-finite metric, naming it; earlier checkpoints stay intact."""
-    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-    if bad:
-        raise FloatingPointError(
-            f"Non-finite {', '.join(bad)} at step {step}; the last checkpoint before it is kept. "
-            "Lower config.train.learning_rate or check the data."
-        )
-
-
 def probe_features(
     config: ml_collections.ConfigDict,
     feature_fn: Any,
@@ -281,32 +295,24 @@ def final_report(
     return results
 
 
-class PreemptionSignal:
-    """Records SIGTERM (TPU VM maintenance, SLURM `--signal`) instead of dying mid-step.
-
-    Used as a context manager around the loop: the handler is installed only in the main thread
-    and the previous one is restored on exit. The loop checks `received` after each step, saves a
-    checkpoint at that step and returns, so the process exits with status 0 and a rerun resumes.
-    Single-host: with several hosts every host must receive the signal.
-    """
-
-    def __init__(self) -> None:
-        self.received = False
-        self._previous: Any = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        del frame
-        logging.warning("Received signal %d: checkpointing after this step and exiting.", signum)
-        self.received = True
-
-    def __enter__(self) -> PreemptionSignal:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+def log_train_metrics(
+    writer: metric_writers.MetricWriter, bar: Any, step: int, metrics: dict[str, float]
+) -> None:
+    """Writes mean train metrics, updates the progress bar, warns on representation collapse."""
+    if not metrics:
+        return
+    writer.write_scalars(step, {f"train/{k}": v for k, v in metrics.items()})
+    bar.set_postfix(
+        loss=f"{metrics['ssl_loss']:.3f}",
+        acc=f"{metrics['probe_accuracy']:.2f}",
+        spread=f"{metrics['encoder_spread']:.2f}",
+    )
+    if metrics["encoder_spread"] < 0.05:
+        logging.warning(
+            "Step %d: encoder embeddings are collapsing (spread %.3f).",
+            step,
+            metrics["encoder_spread"],
+        )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -315,6 +321,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     validate_config(config, device_count=mesh.devices.size, process_count=jax.process_count())
     sources = build_sources(config)
     train_source, eval_source = sources
+    startup_checks.check_data_fits(config, train_source, eval_source, jax.process_count())
     steps_per_epoch = pipeline.steps_per_epoch(
         train_source.num_objects, config.train.batch_size, jax.process_count()
     )
@@ -329,23 +336,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         eval_data=eval_source.describe(),
         steps=f"{steps_per_epoch} per epoch x {config.train.num_epochs} epochs = {total_steps}",
     )
-    os.makedirs(workdir, exist_ok=True)
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    abstract = abstract_state(config, model, probes, optimizer, mesh)
+    checkpointing.check_compatible(checkpoint_dir, abstract)
+    startup_checks.check_workdir_writable(workdir)
+    # Everything above only reads; from here on the run writes into the workdir.
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
 
-    state = create_state(config, model, probes, optimizer, mesh)
     ckpt = checkpointing.Checkpointer(
-        os.path.join(workdir, "checkpoints"),
+        checkpoint_dir,
         save_every_steps=config.train.checkpoint_every_steps,
         keep=config.train.keep_checkpoints,
     )
     if ckpt.latest_step() is not None:
-        state = ckpt.restore(checkpointing.abstract_like(state))
+        state = ckpt.restore(abstract)
+    else:
+        state = create_state(config, model, probes, optimizer, mesh)
     start_step = int(state.step)
-    step_fn = jit_train_step(
-        make_train_step(model, probes, optimizer, learning_rate, ema_decay), mesh
-    )
+    train_step = make_train_step(model, probes, optimizer, learning_rate, ema_decay)
+    if config.train.on_nonfinite == "skip":
+        train_step = faults.skip_nonfinite_updates(train_step)
+    step_fn = jit_train_step(train_step, mesh)
     feature_fn = features_lib.make_feature_fn(
         model, probes, config.eval.m_val, config.train.seq_len
     )
@@ -353,7 +366,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         workdir, just_logging=jax.process_index() > 0, asynchronous=True
     )
     eval_every = max(1, config.train.eval_every_epochs) * steps_per_epoch
-    history: list[dict[str, jax.Array]] = []
+    monitor = faults.NonFiniteMonitor(config.train.on_nonfinite)
     last_metrics: dict[str, float] = {}
     bar = tqdm(
         total=total_steps,
@@ -364,41 +377,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
     started = time.time()
     stream = batch_stream(train_source, config, mesh, start_step)
-    with PreemptionSignal() as preemption:
-        for step in range(start_step, total_steps):
-            state, metrics = step_fn(state, next(stream))
-            history.append(metrics)
-            done = step + 1
-            bar.update(1)
-            if done % config.train.log_every_steps == 0 or done == total_steps:
-                last_metrics = _mean_metrics(history)
-                history = []
-                check_finite(last_metrics, done)
-                writer.write_scalars(done, {f"train/{k}": v for k, v in last_metrics.items()})
-                bar.set_postfix(
-                    loss=f"{last_metrics['ssl_loss']:.3f}",
-                    acc=f"{last_metrics['probe_accuracy']:.2f}",
-                    spread=f"{last_metrics['encoder_spread']:.2f}",
-                )
-                if last_metrics["encoder_spread"] < 0.05:
-                    logging.warning(
-                        "Step %d: encoder embeddings are collapsing (spread %.3f).",
-                        done,
-                        last_metrics["encoder_spread"],
+    try:
+        with faults.PreemptionWatcher() as preemption:
+            for step in range(start_step, total_steps):
+                state, metrics = step_fn(state, next(stream))
+                done = step + 1
+                monitor.add(done, metrics)
+                bar.update(1)
+                if done % config.train.log_every_steps == 0 or done == total_steps:
+                    last_metrics = monitor.take_mean() or last_metrics
+                    log_train_metrics(writer, bar, done, last_metrics)
+                if done % eval_every == 0 and done != total_steps:
+                    online = report_lib.online_probe_report(
+                        features_lib.extract_features(
+                            feature_fn,
+                            state.params,
+                            state.batch_stats,
+                            eval_stream(eval_source, config, mesh, config.eval.max_eval_objects),
+                        )
                     )
-            if done % eval_every == 0 and done != total_steps:
-                online = report_lib.online_probe_report(
-                    features_lib.extract_features(
-                        feature_fn,
-                        state.params,
-                        state.batch_stats,
-                        eval_stream(eval_source, config, mesh, config.eval.max_eval_objects),
-                    )
-                )
-                writer.write_scalars(done, {f"eval/{k}": v for k, v in online.items()})
-            ckpt.save(done, state)
-            if preemption.received:
-                break
+                    writer.write_scalars(done, {f"eval/{k}": v for k, v in online.items()})
+                stop = preemption.should_stop(done)
+                if stop or ckpt.should_save(done):
+                    monitor.check()  # never checkpoint a state reached through a bad step
+                    ckpt.save(done, state, force=stop)
+                if stop:
+                    break
+        monitor.check()
+    except BaseException:
+        ckpt.close()  # let a pending save of an earlier (good) state finish
+        writer.flush()
+        raise
     bar.close()
     train_seconds = time.time() - started
     ckpt.save(int(state.step), state, force=True)
