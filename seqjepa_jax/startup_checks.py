@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import tempfile
 
+import jax
 import ml_collections
+import orbax.checkpoint as ocp
 
 from seqjepa_jax.data import pipeline
 from seqjepa_jax.data.sources import ViewSource
@@ -80,3 +82,9 @@ def check_workdir_writable(workdir: str) -> None:
             f"--workdir={workdir} cannot be created or written ({error.strerror or error}); pass "
             "a directory you can write to, or fix its permissions."
         ) from error
+
+
+def wait_for_all_hosts(name: str) -> None:
+    """Barrier over all processes of a multi-host run (no-op with one process)."""
+    if jax.process_count() > 1:
+        ocp.multihost.sync_global_processes(name)

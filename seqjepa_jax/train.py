@@ -340,7 +340,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     abstract = abstract_state(config, model, probes, optimizer, mesh)
     checkpointing.check_compatible(checkpoint_dir, abstract)
     startup_checks.check_workdir_writable(workdir)
-    # Everything above only reads; from here on the run writes into the workdir.
+    # Everything above only reads; from here on the run writes into the workdir, once every host
+    # has passed the checks (else a fast host's writes would change what a slow one checks).
+    startup_checks.wait_for_all_hosts("seqjepa_startup_checks_passed")
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
