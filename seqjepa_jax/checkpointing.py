@@ -59,7 +59,12 @@ class Checkpointer:
             enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True,
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        # One handler given explicitly: single-item mode from the start. Left to itself, Orbax
+        # infers the mode from the first step it reads, and a damaged one (item folder missing)
+        # would make it misread every intact older step too.
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
+        )
 
     def latest_step(self) -> int | None:
         """The newest saved step, or None when the directory holds no checkpoint."""

@@ -432,6 +432,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         "steps_trained_this_run": int(state.step) - start_step,
         "train_seconds_this_run": train_seconds,
         "final_train_metrics": last_metrics,
+        "nonfinite_skipped_steps": monitor.skipped_steps,
         "probes": probe_results,
     }
     if jax.process_index() == 0:

@@ -1,4 +1,4 @@
-"""SIGKILL at a random step, rerun the same command: bit-identical losses and parameters (issue 7.1).
+"""SIGKILL at a random step, then the same command again: bit-identical losses and parameters.
 
 Each trial starts `python -m seqjepa_jax.main` on the tiny config with a checkpoint every 2 steps,
 kills it with SIGKILL (no handler can run) once the checkpoint of a seeded random step is on disk,
