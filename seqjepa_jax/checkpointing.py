@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import logging as pylogging
 import os
-import shutil
 import time
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
 SKIPPED_SUFFIX = ".skipped"
 """Unreadable step folders are moved to `<checkpoint dir>` + this suffix (never deleted)."""
@@ -51,7 +51,7 @@ class Checkpointer:
     def __init__(
         self, directory: str, *, save_every_steps: int, keep: int = 3, async_save: bool = True
     ) -> None:
-        self.directory = os.path.abspath(directory)
+        self.directory = absolute(directory)
         options = ocp.CheckpointManagerOptions(
             save_interval_steps=max(int(save_every_steps), 1),
             max_to_keep=max(int(keep), 1),
@@ -123,12 +123,12 @@ class Checkpointer:
 
     def _set_aside(self, steps: list[int], *, restored: int) -> None:
         """Moves unreadable step folders out of the way (process 0), then reloads the step list."""
-        target = self.directory + SKIPPED_SUFFIX
+        target = epath.Path(self.directory + SKIPPED_SUFFIX)
         if jax.process_index() == 0:
-            os.makedirs(target, exist_ok=True)
+            target.mkdir(parents=True, exist_ok=True)
             for step in steps:
-                destination = os.path.join(target, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
-                shutil.move(os.path.join(self.directory, str(step)), destination)
+                destination = target / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+                epath.Path(self.directory, str(step)).rename(destination)
                 logging.warning(
                     "Resumed from step %d; moved the unreadable step %d to %s (kept for "
                     "inspection; delete it when no longer needed).",
@@ -147,6 +147,11 @@ class Checkpointer:
         """Finishes pending saves and releases the manager."""
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+def absolute(directory: str) -> str:
+    """An absolute local path, or a URL such as gs://bucket/dir unchanged."""
+    return directory if "://" in directory else os.path.abspath(directory)
 
 
 def _path_name(path: tuple[Any, ...]) -> str:
@@ -177,10 +182,10 @@ def stored_shapes(directory: str) -> tuple[int, dict[str, tuple[tuple[int, ...],
 
     Read-only: creates and changes nothing. None when there is no readable step.
     """
-    if not os.path.isdir(directory):
+    if not epath.Path(directory).is_dir():
         return None
     manager = ocp.CheckpointManager(
-        os.path.abspath(directory),
+        absolute(directory),
         options=ocp.CheckpointManagerOptions(read_only=True),
         item_handlers=ocp.StandardCheckpointHandler(),
     )

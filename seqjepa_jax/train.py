@@ -32,6 +32,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers
+from etils import epath
 from tqdm.auto import tqdm
 
 from seqjepa_jax import checkpointing, faults, schedules, startup_checks
@@ -344,8 +345,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # has passed the checks (else a fast host's writes would change what a slow one checks).
     startup_checks.wait_for_all_hosts("seqjepa_startup_checks_passed")
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        # epath: local paths and gs:// alike (the TPU pod launcher's shared workdir).
+        epath.Path(workdir, "config.json").write_text(config.to_json_best_effort(indent=2))
 
     ckpt = checkpointing.Checkpointer(
         checkpoint_dir,
@@ -436,8 +437,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         "probes": probe_results,
     }
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        epath.Path(workdir, "results.json").write_text(json.dumps(results, indent=2))
     ckpt.close()
     logging.info("Results: %s", json.dumps(probe_results, indent=2))
     return results

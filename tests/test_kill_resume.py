@@ -1,8 +1,9 @@
 """SIGKILL at a random step, then the same command again: bit-identical losses and parameters.
 
-Each trial starts `python -m seqjepa_jax.main` on the tiny config with a checkpoint every 2 steps,
-kills it with SIGKILL (no handler can run) once the checkpoint of a seeded random step is on disk,
-reruns the identical command, and compares with one uninterrupted run of the same command:
+Issue 7.1 (exact resume). Each trial starts `python -m seqjepa_jax.main` on the tiny config with
+a checkpoint every 2 steps, kills it with SIGKILL (no handler can run) once the checkpoint of a
+seeded random step is on disk, reruns the identical command, and compares with one uninterrupted
+run of the same command:
 
 - every per-step training loss in the TensorBoard event files (log_every_steps=1), including the
   steps that the killed run had already logged and the resumed run recomputed;

@@ -65,6 +65,7 @@ def test_nonfinite_stops_naming_step_and_metric(config, poisoned_stream, tmp_pat
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state))
 
 
+@pytest.mark.slow  # a second compile of the step and a final evaluation; unit-tested in test_faults
 def test_nonfinite_skip_keeps_training(config, poisoned_stream, tmp_path):
     config = config.copy_and_resolve_references()
     config.train.on_nonfinite = "skip"
