@@ -173,8 +173,13 @@ def run_trials(shared: dict, trials: list[tuple[int, bool]]) -> list[dict]:
     for i, (kill_after, corrupt) in enumerate(trials):
         workdir = str(shared["base"] / f"trial{i}_{kill_after}")
         if i == 0 and not os.path.exists(reference):
-            # The reference runs beside the first killed run (two cores, half the wall time).
+            # The reference runs beside the first killed run, which starts once the reference has
+            # compiled (its first checkpoint exists) and so finds the step in the cache.
             reference_run = start(reference, shared)
+            deadline = time.time() + 300
+            while not saved_steps(reference) and time.time() < deadline:
+                assert reference_run.poll() is None, finish(reference_run)
+                time.sleep(0.1)
             results.append(kill_and_resume(workdir, shared, kill_after, corrupt))
             finish(reference_run)
         else:
