@@ -8,9 +8,13 @@ the data (views per object on disk, object counts) run in the data layer, also b
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import ml_collections
 
 from seqjepa_jax.data import kinds
+from seqjepa_jax.data.integrity import BAD_FILE_POLICIES
+from seqjepa_jax.faults import NONFINITE_POLICIES
 from seqjepa_jax.models.resnet import STEMS
 from seqjepa_jax.optimizers import OPTIMIZERS
 from seqjepa_jax.schedules import EMA_UNITS, LR_SCHEDULES
@@ -32,6 +36,23 @@ def token_width(model: ml_collections.ConfigDict, action_dim: int) -> int:
     if model.learn_act_emb:
         return embedding + model.act_proj_dim
     return embedding + action_dim + (-(embedding + action_dim) % model.num_heads)
+
+
+def check_run_control_fields(config: ml_collections.ConfigDict, check: Callable) -> None:
+    """Checkpointing, logging and fault-handling fields (issue 7; `faults.py`)."""
+    train, data = config.train, config.data
+    for field in ("checkpoint_every_steps", "keep_checkpoints", "log_every_steps"):
+        value = train[field]
+        check(value >= 1, f"config.train.{field}={value} must be >= 1.")
+    check(
+        train.on_nonfinite in NONFINITE_POLICIES,
+        f"config.train.on_nonfinite={train.on_nonfinite!r} is unknown; use one of "
+        f"{NONFINITE_POLICIES}.",
+    )
+    check(
+        data.on_bad_file in BAD_FILE_POLICIES,
+        f"config.data.on_bad_file={data.on_bad_file!r} is unknown; use one of {BAD_FILE_POLICIES}.",
+    )
 
 
 def validate_config(
@@ -165,6 +186,7 @@ def validate_config(
         len(data.mean) == 3 and len(data.std) == 3 and min(data.std) > 0,
         "config.data.mean/std need 3 channels with std > 0.",
     )
+    check_run_control_fields(config, check)
     if problems:
         raise ValueError(
             "Invalid configuration:\n" + "\n".join(f"  - {problem}" for problem in problems)

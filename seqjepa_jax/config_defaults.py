@@ -67,6 +67,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.saccades.glimpse_from = "unit"  # "unit" (STL-10) or "normalised" (ImageNet).
     config.data.saccades.centre_bias_weight = 0.0  # centre bias mixed into built-in saliency.
     config.data.saccades.saliency_dir = ""  # released maps; "" = built-in spectral residual.
+    # 3DIEBench start-up scan: False checks the first and last object only; True checks every
+    # object's files (present, JPEG complete, latent of 7 values) before training (issue 7.5).
+    config.data.verify_files = False
+    # What the scan does with a bad object: "fail" (error naming the file) or "skip" (drop the
+    # object from the split and log how many were dropped).
+    config.data.on_bad_file = "fail"
     # The built-in renderer (seqjepa_jax/data/procedural.py); used when name="procedural".
     config.data.procedural = ml_collections.ConfigDict()
     config.data.procedural.num_train_objects = 2000
@@ -114,6 +120,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.eval_every_epochs = 10
     config.train.checkpoint_every_steps = 1000
     config.train.keep_checkpoints = 3
+    # Non-finite loss/gradient: "stop" (error naming step and metric) or "skip" (keep the previous
+    # state for that step); see seqjepa_jax/faults.py.
+    config.train.on_nonfinite = "stop"
     config.train.progress_bar = True
 
     config.eval = ml_collections.ConfigDict()

@@ -3,14 +3,19 @@
 Thin on purpose (Flax examples' layout): parse flags, optionally initialise multi-host JAX, set up
 logging, and hand over to `train.train_and_evaluate`. Any config field can be overridden with
 `--config.<group>.<field>=value`; unknown fields and wrong types are rejected by ml_collections.
-Rerunning with the same `--workdir` resumes from its newest checkpoint.
+Overrides are checked first (`config_overrides.py`) so that a misspelt field or a bad value is
+named with the fix. Rerunning with the same `--workdir` resumes from its newest intact checkpoint.
+
+The config file is executed as Python (ml_collections): it is the user's own code, like a
+training script, so only pass config files you trust.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -21,8 +26,14 @@ flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results.jso
 flags.DEFINE_bool(
     "distributed",
     None,
-    "Call jax.distributed.initialize() (multi-host). Default: on when SEQJEPA_DISTRIBUTED=1.",
+    "Call jax.distributed.initialize() (multi-host). Default: decided from the environment "
+    "(SEQJEPA_DISTRIBUTED, JAX_COORDINATOR_ADDRESS, SLURM); see seqjepa_jax/distributed.py.",
 )
+flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 (multi-host without auto-detection)."
+)
+flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator_address).")
+flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
 flags.DEFINE_bool(
     "xla_cpu_fast",
     True,
@@ -35,21 +46,32 @@ flags.mark_flags_as_required(["config", "workdir"])
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=reduce"
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, after `config_overrides.check_config_overrides` (clear errors)."""
+    from seqjepa_jax.config_overrides import check_config_overrides
+
+    try:
+        check_config_overrides(argv)
+    except ValueError as error:
+        sys.stderr.write(f"FATAL Flags parsing error:\n{error}\n")
+        sys.exit(1)
+    return app.parse_flags_with_usage(argv)
+
+
 def main(argv: list[str]) -> None:
     """Entry point for absl."""
     del argv
     if FLAGS.xla_cpu_fast and "ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {YNN_FLAG}".strip()
-    import jax
+    from seqjepa_jax import distributed
 
-    distributed = FLAGS.distributed
-    if distributed is None:
-        distributed = os.environ.get("SEQJEPA_DISTRIBUTED", "0") == "1"
-    if distributed:
-        logging.info("Initialising multi-host JAX (jax.distributed.initialize()).")
-        jax.distributed.initialize()
-    else:
-        logging.info("Single-process run (pass --distributed for multi-host).")
+    distributed.initialize(
+        FLAGS.distributed,
+        os.environ,
+        coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes,
+        process_id=FLAGS.process_id,
+    )
     from seqjepa_jax import checkpointing, train
 
     checkpointing.quiet_orbax_logs()
@@ -58,4 +80,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

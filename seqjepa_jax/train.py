@@ -5,10 +5,14 @@ composition of small functions that the tests call one by one:
 
 1. validate the config against the devices (before anything compiles);
 2. build the run's data (`data/datasets.py`: rendered or on-disk objects, or image datasets whose
-   views are made on the devices) and the model;
-3. create the state directly with its sharding, or restore the newest checkpoint in the workdir;
+   views are made on the devices) and the model; check that the data fits the batches, that a
+   checkpoint already in the workdir fits the model, and that the workdir is writable, all before
+   anything compiles or is written (issue 7.5);
+3. create the state directly with its sharding, or restore the newest intact checkpoint in the
+   workdir (`checkpointing.Checkpointer.restore` skips unreadable ones);
 4. run the jitted step over the data stream starting at the state's step (data order is a
    function of (seed, step), so a resumed run sees exactly the batches it would have seen);
+   stop cleanly on SIGTERM and on non-finite metrics (`faults.py`);
 5. every `eval_every_epochs`, score the online probes on the held-out split;
 6. at the end, save a final checkpoint, fit frozen-feature probes on the trained model and on a
    randomly initialised one of the same architecture, and write `results.json`.
@@ -17,10 +21,7 @@ composition of small functions that the tests call one by one:
 from __future__ import annotations
 
 import json
-import math
 import os
-import signal
-import threading
 import time
 from typing import Any
 
@@ -30,9 +31,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers
+from etils import epath
 from tqdm.auto import tqdm
 
-from seqjepa_jax import checkpointing, schedules
+from seqjepa_jax import checkpointing, faults, schedules, startup_checks
 from seqjepa_jax.config_checks import validate_config
 from seqjepa_jax.data import kinds
 from seqjepa_jax.data.datasets import RunData, build_data
@@ -97,16 +99,10 @@ def build_schedules(
     return learning_rate, ema_decay
 
 
-def create_state(
-    config: ml_collections.ConfigDict,
-    model: SeqJEPA,
-    probes: OnlineProbes,
-    optimizer: Any,
-    mesh: jax.sharding.Mesh,
-    *,
-    seed: int | None = None,
-) -> TrainState:
-    """Initialises the state directly with a replicated sharding (no host copy)."""
+def state_initializer(
+    config: ml_collections.ConfigDict, model: SeqJEPA, probes: OnlineProbes, optimizer: Any
+) -> Any:
+    """The function key -> initial TrainState of this config (jit it or `jax.eval_shape` it)."""
     size = config.data.image_size
 
     def init(key: jax.Array) -> TrainState:
@@ -121,8 +117,37 @@ def create_state(
             identical_layer_init=config.model.identical_layer_init,
         )
 
+    return init
+
+
+def create_state(
+    config: ml_collections.ConfigDict,
+    model: SeqJEPA,
+    probes: OnlineProbes,
+    optimizer: Any,
+    mesh: jax.sharding.Mesh,
+    *,
+    seed: int | None = None,
+) -> TrainState:
+    """Initialises the state directly with a replicated sharding (no host copy)."""
+    init = state_initializer(config, model, probes, optimizer)
     key = jax.random.PRNGKey(config.seed if seed is None else seed)
     return jax.jit(init, out_shardings=replicated(mesh))(key)
+
+
+def abstract_state(
+    config: ml_collections.ConfigDict,
+    model: SeqJEPA,
+    probes: OnlineProbes,
+    optimizer: Any,
+    mesh: jax.sharding.Mesh,
+) -> TrainState:
+    """Shapes, dtypes and (replicated) shardings of the state, traced without compiling: what a
+    checkpoint is checked against and restored into."""
+    init = state_initializer(config, model, probes, optimizer)
+    shapes = jax.eval_shape(lambda: init(jax.random.PRNGKey(0)))
+    sharding = replicated(mesh)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
 def log_startup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, **info: Any) -> None:
@@ -147,21 +172,6 @@ def log_startup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, **in
     )
     for key, value in info.items():
         logging.info("%s: %s", key, value)
-
-
-def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
-    stacked = jax.device_get(history)
-    return {k: float(np.mean([h[k] for h in stacked])) for k in stacked[0]}
-
-
-def check_finite(metrics: dict[str, float], step: int) -> None:
-    """Stops the run on a non-finite metric, naming it; earlier checkpoints stay intact."""
-    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-    if bad:
-        raise FloatingPointError(
-            f"Non-finite {', '.join(bad)} at step {step}; the last checkpoint before it is kept. "
-            "Lower config.train.learning_rate or check the data."
-        )
 
 
 def probe_features(
@@ -204,32 +214,24 @@ def final_report(
     return results
 
 
-class PreemptionSignal:
-    """Records SIGTERM (TPU VM maintenance, SLURM `--signal`) instead of dying mid-step.
-
-    Used as a context manager around the loop: the handler is installed only in the main thread
-    and the previous one is restored on exit. The loop checks `received` after each step, saves a
-    checkpoint at that step and returns, so the process exits with status 0 and a rerun resumes.
-    Single-host: with several hosts every host must receive the signal.
-    """
-
-    def __init__(self) -> None:
-        self.received = False
-        self._previous: Any = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        del frame
-        logging.warning("Received signal %d: checkpointing after this step and exiting.", signum)
-        self.received = True
-
-    def __enter__(self) -> PreemptionSignal:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+def log_train_metrics(
+    writer: metric_writers.MetricWriter, bar: Any, step: int, metrics: dict[str, float]
+) -> None:
+    """Writes mean train metrics, updates the progress bar, warns on representation collapse."""
+    if not metrics:
+        return
+    writer.write_scalars(step, {f"train/{k}": v for k, v in metrics.items()})
+    bar.set_postfix(
+        loss=f"{metrics['ssl_loss']:.3f}",
+        acc=f"{metrics['probe_accuracy']:.2f}",
+        spread=f"{metrics['encoder_spread']:.2f}",
+    )
+    if metrics["encoder_spread"] < 0.05:
+        logging.warning(
+            "Step %d: encoder embeddings are collapsing (spread %.3f).",
+            step,
+            metrics["encoder_spread"],
+        )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -237,6 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     mesh = make_mesh()
     validate_config(config, device_count=mesh.devices.size, process_count=jax.process_count())
     data = build_data(config, mesh)
+    data.check_fits()
     steps_per_epoch = data.steps_per_epoch(config.train.batch_size)
     total_steps = steps_per_epoch * config.train.num_epochs
     model, probes = build_model(config)
@@ -248,23 +251,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         **data.describe(),
         steps=f"{steps_per_epoch} per epoch x {config.train.num_epochs} epochs = {total_steps}",
     )
-    os.makedirs(workdir, exist_ok=True)
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    abstract = abstract_state(config, model, probes, optimizer, mesh)
+    checkpointing.check_compatible(checkpoint_dir, abstract)
+    startup_checks.check_workdir_writable(workdir)
+    # Everything above only reads; from here on the run writes into the workdir, once every host
+    # has passed the checks (else a fast host's writes would change what a slow one checks).
+    startup_checks.wait_for_all_hosts("seqjepa_startup_checks_passed")
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        # epath: local paths and gs:// alike (the TPU pod launcher's shared workdir).
+        epath.Path(workdir, "config.json").write_text(config.to_json_best_effort(indent=2))
 
-    state = create_state(config, model, probes, optimizer, mesh)
     ckpt = checkpointing.Checkpointer(
-        os.path.join(workdir, "checkpoints"),
+        checkpoint_dir,
         save_every_steps=config.train.checkpoint_every_steps,
         keep=config.train.keep_checkpoints,
     )
     if ckpt.latest_step() is not None:
-        state = ckpt.restore(checkpointing.abstract_like(state))
+        state = ckpt.restore(abstract)
+    else:
+        state = create_state(config, model, probes, optimizer, mesh)
     start_step = int(state.step)
-    step_fn = jit_train_step(
-        make_train_step(model, probes, optimizer, learning_rate, ema_decay), mesh
-    )
+    train_step = make_train_step(model, probes, optimizer, learning_rate, ema_decay)
+    if config.train.on_nonfinite == "skip":
+        train_step = faults.skip_nonfinite_updates(train_step)
+    step_fn = jit_train_step(train_step, mesh)
     feature_fn = features_lib.make_feature_fn(
         model, probes, config.eval.m_val, config.train.seq_len
     )
@@ -272,7 +283,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         workdir, just_logging=jax.process_index() > 0, asynchronous=True
     )
     eval_every = max(1, config.train.eval_every_epochs) * steps_per_epoch
-    history: list[dict[str, jax.Array]] = []
+    monitor = faults.NonFiniteMonitor(config.train.on_nonfinite)
     last_metrics: dict[str, float] = {}
     bar = tqdm(
         total=total_steps,
@@ -283,41 +294,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
     started = time.time()
     stream = data.train_batches(start_step)
-    with PreemptionSignal() as preemption:
-        for step in range(start_step, total_steps):
-            state, metrics = step_fn(state, next(stream))
-            history.append(metrics)
-            done = step + 1
-            bar.update(1)
-            if done % config.train.log_every_steps == 0 or done == total_steps:
-                last_metrics = _mean_metrics(history)
-                history = []
-                check_finite(last_metrics, done)
-                writer.write_scalars(done, {f"train/{k}": v for k, v in last_metrics.items()})
-                bar.set_postfix(
-                    loss=f"{last_metrics['ssl_loss']:.3f}",
-                    acc=f"{last_metrics['probe_accuracy']:.2f}",
-                    spread=f"{last_metrics['encoder_spread']:.2f}",
-                )
-                if last_metrics["encoder_spread"] < 0.05:
-                    logging.warning(
-                        "Step %d: encoder embeddings are collapsing (spread %.3f).",
-                        done,
-                        last_metrics["encoder_spread"],
+    try:
+        with faults.PreemptionWatcher() as preemption:
+            for step in range(start_step, total_steps):
+                state, metrics = step_fn(state, next(stream))
+                done = step + 1
+                monitor.add(done, metrics)
+                bar.update(1)
+                if done % config.train.log_every_steps == 0 or done == total_steps:
+                    last_metrics = monitor.take_mean() or last_metrics
+                    log_train_metrics(writer, bar, done, last_metrics)
+                if done % eval_every == 0 and done != total_steps:
+                    online = report_lib.online_probe_report(
+                        features_lib.extract_features(
+                            feature_fn,
+                            state.params,
+                            state.batch_stats,
+                            data.probe_batches("eval", config.eval.max_eval_objects),
+                        )
                     )
-            if done % eval_every == 0 and done != total_steps:
-                online = report_lib.online_probe_report(
-                    features_lib.extract_features(
-                        feature_fn,
-                        state.params,
-                        state.batch_stats,
-                        data.probe_batches("eval", config.eval.max_eval_objects),
-                    )
-                )
-                writer.write_scalars(done, {f"eval/{k}": v for k, v in online.items()})
-            ckpt.save(done, state)
-            if preemption.received:
-                break
+                    writer.write_scalars(done, {f"eval/{k}": v for k, v in online.items()})
+                stop = preemption.should_stop(done)
+                if stop or ckpt.should_save(done):
+                    monitor.check()  # never checkpoint a state reached through a bad step
+                    ckpt.save(done, state, force=stop)
+                if stop:
+                    break
+        monitor.check()
+    except BaseException:
+        ckpt.close()  # let a pending save of an earlier (good) state finish
+        writer.flush()
+        raise
     bar.close()
     train_seconds = time.time() - started
     ckpt.save(int(state.step), state, force=True)
@@ -340,11 +347,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         "steps_trained_this_run": int(state.step) - start_step,
         "train_seconds_this_run": train_seconds,
         "final_train_metrics": last_metrics,
+        "nonfinite_skipped_steps": monitor.skipped_steps,
         "probes": probe_results,
     }
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        epath.Path(workdir, "results.json").write_text(json.dumps(results, indent=2))
     ckpt.close()
     logging.info("Results: %s", json.dumps(probe_results, indent=2))
     return results

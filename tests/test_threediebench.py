@@ -168,7 +168,7 @@ def _broken_tree(tmp_path, breakage):
         ("no_index", FileNotFoundError, r"Missing 'train' index file .*train_images.npy"),
         ("no_folder", FileNotFoundError, r"Object folder .*obj000 .*entry 0.* is missing"),
         ("no_latent", FileNotFoundError, r"obj000 .*latent_1.npy"),
-        ("bad_latent", ValueError, r"latent_0.npy must hold 7 float64"),
+        ("bad_latent", ValueError, r"latent_0.npy holds a float64 array of shape \(6,\)"),
         ("object_index", ValueError, "unicode array"),
     ],
 )

@@ -63,6 +63,15 @@ class RunData(abc.ABC):
         """Per-view regression targets of the frozen 'individual' probe from batch latents."""
         return latents
 
+    def check_fits(self) -> None:
+        """Raises ValueError, before anything compiles, if the data cannot feed the batches."""
+        if self.steps_per_epoch(self._config.train.batch_size) < 1:
+            raise ValueError(
+                f"config.train.batch_size={self._config.train.batch_size} exceeds the "
+                f"{self.num_train_examples} training examples ({jax.process_count()} hosts): not "
+                "a single step per epoch. Lower the batch size."
+            )
+
     def steps_per_epoch(self, global_batch_size: int) -> int:
         """Training steps per epoch, identical on every host."""
         return pipeline.steps_per_epoch(
@@ -104,7 +113,11 @@ def build_view_sources(config: ml_collections.ConfigDict) -> tuple[ViewSource, V
             "<synset>/<object>/image_k.jpg and train_images.npy), e.g. "
             "--config.data.data_dir=/data/3DIEBench."
         )
-    kwargs = {"views_per_object": data.views_per_object}
+    kwargs = {
+        "views_per_object": data.views_per_object,
+        "validate_all_objects": data.verify_files,
+        "on_bad_file": data.on_bad_file,
+    }
     return (
         ThreeDIEBenchSource(data.data_dir, data.train_split, **kwargs),
         ThreeDIEBenchSource(data.data_dir, data.eval_split, **kwargs),
@@ -129,6 +142,12 @@ class ViewSourceData(RunData):
             "train_data": self.train_source.describe(),
             "eval_data": self.eval_source.describe(),
         }
+
+    def check_fits(self) -> None:
+        """The pipeline's checks with the config fields named (`startup_checks.check_data_fits`)."""
+        from seqjepa_jax.startup_checks import check_data_fits
+
+        check_data_fits(self._config, self.train_source, self.eval_source, jax.process_count())
 
     def train_batches(self, start_step: int) -> Iterator[Batch]:
         """See :meth:`RunData.train_batches`."""

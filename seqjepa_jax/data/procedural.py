@@ -352,8 +352,9 @@ def render_objects(
         chunk = max(8, _CHUNK_PIXELS // image_size**2)
         chunk = min(chunk, 1 << int(np.ceil(np.log2(len(order)))))  # few views: a smaller call
         # Always on the CPU, so that a cache holds the same pictures with or without an
-        # accelerator. Calls are dispatched asynchronously, round-robin over the CPU devices.
-        devices, pending = jax.devices("cpu"), collections.deque()
+        # accelerator. Calls are dispatched asynchronously, round-robin over this process's CPU
+        # devices (in a multi-host run the other hosts' devices are not addressable).
+        devices, pending = jax.local_devices(backend="cpu"), collections.deque()
         with tqdm(total=len(order), unit="view", disable=not progress, desc="rendering") as bar:
 
             def collect() -> None:

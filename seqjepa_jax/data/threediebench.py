@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from seqjepa_jax.data import integrity
 from seqjepa_jax.data.latents import NUM_LATENTS
 from seqjepa_jax.data.sources import ViewArraysLike, ViewSource, hide_gpus_from_tensorflow
 
@@ -93,7 +94,10 @@ class ThreeDIEBenchSource(ViewSource):
       view_ids: explicit view ids instead (e.g. :data:`OOD_VIEW_IDS`); sets views_per_object.
       index_dir: folder with the split files; defaults to ``root``.
       validate_all_objects: check the folder and files of every object, not only the first and
-        last (slow on the full dataset: two file-existence checks per view).
+        last (slow on the full dataset: two small reads per view, `data/integrity.py`).
+      on_bad_file: what a damaged or missing file does (issue 7.5): "fail" raises an error naming
+        it; "skip" drops its object from the split (counted in ``skipped_objects``). The first and
+        last objects are always checked; the others only with ``validate_all_objects``.
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class ThreeDIEBenchSource(ViewSource):
         view_ids: Sequence[int] | None = None,
         index_dir: str | None = None,
         validate_all_objects: bool = False,
+        on_bad_file: str = "fail",
     ) -> None:
         hide_gpus_from_tensorflow()
         root = str(root)
@@ -147,15 +152,29 @@ class ThreeDIEBenchSource(ViewSource):
         self.root = root
         self.split = split
         self.object_paths = [str(e).strip("/") for e in entries.tolist()]
-        self.num_objects = len(self.object_paths)
         self.views_per_object = len(view_ids)
         self.view_ids = view_ids
         self.labels = labels.astype(np.int32)
-        self.object_ids = np.arange(self.num_objects, dtype=np.int32)
 
-        to_check = range(self.num_objects) if validate_all_objects else {0, self.num_objects - 1}
-        for i in sorted(to_check):
-            self._check_object(i)
+        everything = range(len(self.object_paths))
+        to_check = everything if validate_all_objects else sorted({0, len(self.object_paths) - 1})
+        if on_bad_file == "fail":
+            for i in to_check:
+                self._check_object(i)  # missing files: FileNotFoundError with the layout help
+        keep = np.ones(len(self.object_paths), bool)
+        keep[list(to_check)] = integrity.scan_objects(
+            [_join(root, self.object_paths[i]) for i in to_check],
+            view_ids.tolist(),
+            (NUM_LATENTS,),
+            on_bad_file,
+        )
+        self.skipped_objects = int((~keep).sum())
+        if not keep.any():
+            raise ValueError(f"Every checked object of the {split!r} split is damaged.")
+        self.object_paths = [p for p, k in zip(self.object_paths, keep) if k]
+        self.labels = self.labels[keep]
+        self.num_objects = len(self.object_paths)
+        self.object_ids = np.arange(self.num_objects, dtype=np.int32)
         self._latent_dtype, self._latent_bytes = self._inspect_latent(
             _join(root, self.object_paths[0], f"latent_{view_ids[0]}.npy")
         )
