@@ -120,6 +120,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.eval_every_epochs = 10
     config.train.checkpoint_every_steps = 1000
     config.train.keep_checkpoints = 3
+    # Write checkpoints in a background thread (False: block; for filesystems or tools that
+    # cannot take concurrent writes).
+    config.train.async_checkpoints = True
     # Non-finite loss/gradient: "stop" (error naming step and metric) or "skip" (keep the previous
     # state for that step); see seqjepa_jax/faults.py.
     config.train.on_nonfinite = "stop"

@@ -266,6 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         checkpoint_dir,
         save_every_steps=config.train.checkpoint_every_steps,
         keep=config.train.keep_checkpoints,
+        async_save=config.train.async_checkpoints,
     )
     if ckpt.latest_step() is not None:
         state = ckpt.restore(abstract)

@@ -50,6 +50,9 @@ def _check(results: dict, config, name: str) -> None:
 def test_tfds_recipe_smoke_runs_end_to_end_on_mock_data(name, tmp_path):
     config = load_config(name, "smoke")
     config.data.data_dir = str(tmp_path / "tfds")
+    # ImageNet is streamed, so TFDS's mock generator runs while the step trains; the mock patches
+    # file paths process-wide while it generates, which misroutes Orbax's background writes.
+    config.train.async_checkpoints = False
     with tfds.testing.mock_data(num_examples=16):
         results = _run(config, str(tmp_path / "work"))
     _check(results, config, name)
