@@ -1,0 +1,30 @@
+"""Smoke test of experiments/ablation_builtin.py on the tiny default (two short runs)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "ablation_builtin.py")
+
+
+def test_tiny_ablation_writes_table_ledger_and_heatmap(tmp_path):
+    spec = importlib.util.spec_from_file_location("ablation_builtin", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    workdir = tmp_path / "ablation"
+    argv = [f"--workdir={workdir}", "--variant=tiny", "--epochs=1", f"--data_dir={tmp_path}/data"]
+    rows = module.main(argv + ["--only=m_tr1_act,m_tr1_noact"])
+    assert [(r["m_tr"], r["act_cond"]) for r in rows] == [(1, True), (1, False)]
+    table = (workdir / "ablation.md").read_text().splitlines()
+    assert table[0].startswith("| run | M_tr | act_cond | M_val=1 | M_val=3 | M_val=5 |")
+    assert table[2].startswith("| m_tr1_act | 1 | on |") and table[3].startswith("| m_tr1_noact")
+    ledger = [json.loads(line) for line in (workdir / "ablation.jsonl").read_text().splitlines()]
+    assert [row["name"] for row in ledger] == ["m_tr1_act", "m_tr1_noact"]
+    for row in ledger:
+        assert set(row["probes"]["trained"]) >= {"agg_m5_accuracy", "relative_action_r2_pooled"}
+    assert (workdir / "heatmap.png").stat().st_size > 0
+    # A second invocation reuses the finished runs instead of retraining them.
+    again = module.main(argv + ["--only=m_tr1_act"])
+    assert again[0]["probes"] == rows[0]["probes"]
