@@ -177,10 +177,12 @@ def leaf_shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
     }
 
 
-def stored_shapes(directory: str) -> tuple[int, dict[str, tuple[tuple[int, ...], str]]] | None:
-    """(step, leaf shapes) of the newest step in `directory` whose metadata is readable.
+def stored_shapes(
+    directory: str, step: int | None = None
+) -> tuple[int, dict[str, tuple[tuple[int, ...], str]]] | None:
+    """(step, leaf shapes) of `step`, or of the newest step whose metadata is readable.
 
-    Read-only: creates and changes nothing. None when there is no readable step.
+    Reads metadata only; creates and changes nothing. None when there is no readable step.
     """
     if not epath.Path(directory).is_dir():
         return None
@@ -190,47 +192,63 @@ def stored_shapes(directory: str) -> tuple[int, dict[str, tuple[tuple[int, ...],
         item_handlers=ocp.StandardCheckpointHandler(),
     )
     try:
-        for step in sorted(manager.all_steps(), reverse=True):
+        steps = sorted(manager.all_steps(), reverse=True) if step is None else [step]
+        for candidate in steps:
             try:
-                metadata = manager.item_metadata(step)
+                metadata = manager.item_metadata(candidate)
             except Exception:  # unreadable: `Checkpointer.restore` skips it with a warning.
+                if step is not None:
+                    raise
                 continue
             if metadata is not None:
-                return step, leaf_shapes(metadata)
+                return candidate, leaf_shapes(metadata)
         return None
     finally:
         manager.close()
 
 
-def check_compatible(directory: str, abstract_state: Any) -> None:
-    """Raises ValueError if `directory`'s newest checkpoint does not fit `abstract_state`.
-
-    Names the first leaf whose path, shape or dtype differs, so that a workdir reused with a
-    different model config fails at start-up instead of deep inside Orbax (issue 7.5).
-    """
-    found = stored_shapes(directory)
-    if found is None:
-        return
-    step, stored = found
-    expected = leaf_shapes(abstract_state)
-    problem = None
+def first_mismatch(
+    expected: dict[str, tuple[tuple[int, ...], str]], stored: dict[str, tuple[tuple[int, ...], str]]
+) -> str | None:
+    """A sentence about the first leaf (by path) whose presence, shape or dtype differs, or None."""
     for name in sorted(set(stored) | set(expected)):
         if name not in stored:
-            problem = f"the config's state has {name} {expected[name][0]}, the checkpoint has not"
-        elif name not in expected:
-            problem = f"the checkpoint has {name} {stored[name][0]}, the config's state has not"
-        elif stored[name] != expected[name]:
-            problem = (
+            return f"the config's state has {name} {expected[name][0]}, the checkpoint has not"
+        if name not in expected:
+            return f"the checkpoint has {name} {stored[name][0]}, the config's state has not"
+        if stored[name] != expected[name]:
+            return (
                 f"{name} is {stored[name][1]}{list(stored[name][0])} in the checkpoint but "
                 f"{expected[name][1]}{list(expected[name][0])} for this config"
             )
-        if problem:
-            break
+    return None
+
+
+WORKDIR_ADVICE = (
+    "Use a new --workdir for this config, or rerun with the config of that run (its config.json "
+    "is in the workdir)."
+)
+
+
+def check_compatible(
+    directory: str, abstract_state: Any, *, step: int | None = None, advice: str = WORKDIR_ADVICE
+) -> None:
+    """Raises ValueError if the checkpoint at `step` (default: the newest readable one) in
+    `directory` does not fit `abstract_state`.
+
+    Names the first leaf whose path, shape or dtype differs, so that a workdir reused with a
+    different model config fails at start-up instead of deep inside Orbax (issue 7.5), and so
+    does an evaluation with the wrong config.
+    """
+    found = stored_shapes(directory, step)
+    if found is None:
+        return
+    found_step, stored = found
+    problem = first_mismatch(leaf_shapes(abstract_state), stored)
     if problem:
         raise ValueError(
-            f"The checkpoint at step {step} in {directory} was written by a different model or "
-            f"optimiser configuration: {problem}. Use a new --workdir for this config, or rerun "
-            "with the config of that run (its config.json is in the workdir)."
+            f"The checkpoint at step {found_step} in {directory} was written by a different model "
+            f"or optimiser configuration: {problem}. {advice}"
         )
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from tiny import load_config, tiny_batch, tiny_setup
 
-from seqjepa_jax import train
+from seqjepa_jax import checkpointing, train
 from seqjepa_jax.evaluation import features, program, restore
 from seqjepa_jax.models.seqjepa import SeqJEPA
 
@@ -117,11 +117,13 @@ def test_mismatched_checkpoint_names_the_first_leaf(trained, tmp_path, nothing_m
     wider = load_config("default", "tiny")
     wider.data.data_dir = config.data.data_dir
     wider.model.width = 8
-    with pytest.raises(ValueError, match=r"params/model/.* has shape .* in the checkpoint but"):
+    with pytest.raises(
+        ValueError, match=r"params/model/.* is float32\[.*\] in the checkpoint but float32"
+    ):
         program.evaluate_checkpoint(wider, workdir, program.EvalOptions())
     no_ema = load_config("default", "tiny")
     no_ema.train.use_ema = False
-    with pytest.raises(ValueError, match="the checkpoint holds target_"):
+    with pytest.raises(ValueError, match="the checkpoint has target_"):
         program.evaluate_checkpoint(no_ema, workdir, program.EvalOptions())
     with pytest.raises(ValueError, match=r"--step=5 is not in .*available steps: \[.*4, 6\]"):
         program.evaluate_checkpoint(config, workdir, program.EvalOptions(step=5))
@@ -130,13 +132,15 @@ def test_mismatched_checkpoint_names_the_first_leaf(trained, tmp_path, nothing_m
 
 
 def test_first_mismatch_on_plain_shape_tables():
-    expected = {"params/a": (2, 3), "params/b": (4,)}
-    assert restore.first_mismatch(expected, dict(expected)) is None
-    assert "params/b has shape (5,) in the checkpoint but (4,)" in restore.first_mismatch(
-        expected, {"params/a": (2, 3), "params/b": (5,)}
+    expected = {"params/a": ((2, 3), "float32"), "params/b": ((4,), "float32")}
+    assert checkpointing.first_mismatch(expected, dict(expected)) is None
+    changed = {**expected, "params/b": ((5,), "float32")}
+    assert "params/b is float32[5] in the checkpoint but float32[4]" in (
+        checkpointing.first_mismatch(expected, changed)
     )
-    assert "builds params/b (4,), which the checkpoint does not hold" in restore.first_mismatch(
-        expected, {"params/a": (2, 3)}
+    missing = {"params/a": ((2, 3), "float32")}
+    assert "the config's state has params/b (4,), the checkpoint has not" in (
+        checkpointing.first_mismatch(expected, missing)
     )
 
 
