@@ -149,6 +149,11 @@ class Checkpointer:
         self._manager.close()
 
 
+def checkpoint_dir(workdir: str) -> str:
+    """Where a run keeps its checkpoints inside its workdir (train, evaluate and convert agree)."""
+    return os.path.join(workdir, "checkpoints")
+
+
 def absolute(directory: str) -> str:
     """An absolute local path, or a URL such as gs://bucket/dir unchanged."""
     return directory if "://" in directory else os.path.abspath(directory)

@@ -375,7 +375,7 @@ def convert_checkpoint(
 
     os.makedirs(out, exist_ok=True)
     ckpt = checkpointing.Checkpointer(
-        os.path.join(out, "checkpoints"), save_every_steps=1, async_save=False
+        checkpointing.checkpoint_dir(out), save_every_steps=1, async_save=False
     )
     ckpt.save(step, state, force=True)
     ckpt.close()

@@ -21,7 +21,6 @@ composition of small functions that the tests call one by one:
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
@@ -251,7 +250,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         **data.describe(),
         steps=f"{steps_per_epoch} per epoch x {config.train.num_epochs} epochs = {total_steps}",
     )
-    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    checkpoint_dir = checkpointing.checkpoint_dir(workdir)
     abstract = abstract_state(config, model, probes, optimizer, mesh)
     checkpointing.check_compatible(checkpoint_dir, abstract)
     startup_checks.check_workdir_writable(workdir)

@@ -20,6 +20,7 @@ from typing import Any
 import orbax.checkpoint as ocp
 
 from seqjepa_jax import checkpointing
+from seqjepa_jax.checkpointing import checkpoint_dir  # noqa: F401 (re-exported)
 
 HINT = (
     "The checkpoint was written with a different model or data config: evaluate with the "
@@ -27,11 +28,6 @@ HINT = (
     "(model.width, model.stage_sizes, model.act_proj_dim, data.latent_type, data.num_classes, "
     "train.use_ema, train.optimizer, ...)."
 )
-
-
-def checkpoint_dir(workdir: str) -> str:
-    """Where `train.py` writes checkpoints in a workdir."""
-    return os.path.join(workdir, "checkpoints")
 
 
 def available_steps(directory: str) -> list[int]:
