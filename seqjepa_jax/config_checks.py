@@ -126,6 +126,17 @@ def validate_config(
         f"config.eval.num_views={evaluation.num_views} exceeds config.data.views_per_object="
         f"{data.views_per_object}; lower it.",
     )
+    if evaluation.ood:
+        problem = kinds.ood_problem(config)
+        check(problem is None, problem or "")
+        if problem is None and m_val:
+            ood_views = kinds.ood_views_per_object(data)
+            check(
+                max(max(m_val), train.seq_len, 2) + 1 <= ood_views,
+                f"config.eval.ood: OOD objects of config.data.name={data.name!r} have "
+                f"{ood_views} views, too few for M_val={m_val} and M_tr={train.seq_len} (an "
+                f"aggregate of M observations needs M + 1 views); use M_val <= {ood_views - 1}.",
+            )
     check(
         train.batch_size >= 1 and train.batch_size % device_count == 0,
         f"config.train.batch_size={train.batch_size} is not a positive multiple of the "

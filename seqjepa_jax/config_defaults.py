@@ -50,6 +50,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.train_split = "train"  # the self-supervised split.
     config.data.probe_train_split = ""  # fits the frozen probes ("" = train_split).
     config.data.eval_split = "val"  # scores them.
+    # The 3DIEBench-OOD root (views 2..5 per object, spec §6.2) and the split name of its index
+    # files <ood_dir>/{ood_split}_images.npy, _labels.npy; used by config.eval.ood. The built-in
+    # data renders its OOD split instead (config.data.procedural.num_ood_objects).
+    config.data.ood_dir = ""
+    config.data.ood_split = "ood"
     # Views by parameterised augmentation (spec §6.3), for kind "augment".
     config.data.augment = ml_collections.ConfigDict()
     config.data.augment.use_blur = True  # False = the official `--no-blur` variant (d_a 8).
@@ -139,6 +144,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.probe_steps = 500  # full-batch optimisation steps of each frozen probe.
     config.eval.probe_hidden = 1024  # hidden width of the frozen rotation MLP (official 1024).
     config.eval.compare_random_init = True  # also probe a randomly initialised model.
+    # Offline evaluation also scores the probes on the OOD split (spec §6.2; issue 10).
+    config.eval.ood = False
     return config
 
 

@@ -6,7 +6,7 @@ newest checkpoint in `--workdir` (or `--step`), extracts frozen features once an
 into `--out` (default `<workdir>/eval`). Example:
 
   python -m seqjepa_jax.evaluate --config=configs/default.py --workdir=workdirs/default \
-      --m_val=1,3,5,8 --knn_k=20
+      --m_val=1,3,5,8 --knn_k=20 --ood --config.data.procedural.num_ood_objects=120
 """
 
 from __future__ import annotations
@@ -38,6 +38,19 @@ flags.DEFINE_bool(
     "compare_random_init",
     None,
     "Also probe a randomly initialised model. Default: config.eval.compare_random_init.",
+)
+flags.DEFINE_bool(
+    "ood",
+    None,
+    "Also score every probe (fitted in distribution) on the OOD split (spec §6.2): the built-in "
+    "data's num_ood_objects, or the 3DIEBench-OOD tree of config.data.ood_dir. Default: "
+    "config.eval.ood.",
+)
+flags.DEFINE_bool(
+    "path_integration",
+    True,
+    "Fit the path-integration probes (cumulative transform view 0 -> M_val-1 from the aggregate, "
+    "from the first and last encoder embeddings, and from the actions alone).",
 )
 flags.DEFINE_bool("plots", True, "Write the feature projections and the view strip (PNG).")
 flags.DEFINE_bool("umap", True, "Project with umap-learn when installed (else PCA).")
@@ -76,6 +89,8 @@ def main(argv: list[str]) -> None:
         plots=FLAGS.plots,
         use_umap=FLAGS.umap,
         heatmap_runs=tuple(FLAGS.heatmap_runs),
+        ood=FLAGS.ood,
+        path_integration=FLAGS.path_integration,
     )
     program.evaluate_checkpoint(FLAGS.config, FLAGS.workdir, options)
     logging.info("Wrote the results to %s", options.out_dir or f"{FLAGS.workdir}/eval")

@@ -57,7 +57,13 @@ class RunData(abc.ABC):
 
     @abc.abstractmethod
     def probe_batches(self, split: str, max_examples: int | None) -> Iterator[Batch]:
-        """One pass over the 'train' (probe fitting) or 'eval' (held-out) split, fixed views."""
+        """One pass over the 'train' (probe fitting) or 'eval' (held-out) split, fixed views;
+        'ood' (scored only, never fitted on) where the data was built with its OOD split."""
+
+    @property
+    def ood_views(self) -> int | None:
+        """Views per sequence of the 'ood' probe batches, or None without an OOD split."""
+        return None
 
     def individual_targets(self, latents: np.ndarray) -> np.ndarray:
         """Per-view regression targets of the frozen 'individual' probe from batch latents."""
@@ -79,9 +85,14 @@ class RunData(abc.ABC):
         )
 
 
-def _check_split(split: str) -> None:
-    if split not in ("train", "eval"):
-        raise ValueError(f"split must be 'train' or 'eval'; got {split!r}.")
+def _check_split(split: str, ood: bool = False) -> None:
+    if split == "ood" and not ood:
+        raise ValueError(
+            "No 'ood' split: build the data with build_data(..., ood=True) (evaluation with "
+            "--ood / config.eval.ood), which needs an OOD split of 3D views (see ood_source)."
+        )
+    if split not in ("train", "eval", "ood"):
+        raise ValueError(f"split must be 'train', 'eval' or 'ood'; got {split!r}.")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -92,18 +103,7 @@ def build_view_sources(config: ml_collections.ConfigDict) -> tuple[ViewSource, V
     """(train source, held-out source) for `config.data`; raises clear errors on bad data."""
     data = config.data
     if data.name == "procedural":
-        from seqjepa_jax.data import procedural
-
-        spec = procedural.ProceduralConfig(
-            num_train_objects=data.procedural.num_train_objects,
-            num_val_objects=data.procedural.num_val_objects,
-            num_ood_objects=data.procedural.num_ood_objects,
-            views_per_object=data.views_per_object,
-            image_size=data.procedural.render_size,
-            seed=data.procedural.seed,
-        )
-        cache = os.path.expanduser(data.data_dir or os.path.join(DEFAULT_CACHE, "procedural"))
-        arrays = procedural.load_or_render(cache, spec, splits=("train", "val"))
+        arrays = _procedural_splits(config, ("train", "val"))
         return ArraySource(arrays["train"]), ArraySource(arrays["val"])
     from seqjepa_jax.data.threediebench import ThreeDIEBenchSource
 
@@ -124,24 +124,95 @@ def build_view_sources(config: ml_collections.ConfigDict) -> tuple[ViewSource, V
     )
 
 
+def _procedural_splits(config: ml_collections.ConfigDict, splits: tuple[str, ...]) -> dict:
+    """Splits of the built-in objects from (or rendered into) the procedural cache."""
+    from seqjepa_jax.data import procedural
+
+    data = config.data
+    spec = procedural.ProceduralConfig(
+        num_train_objects=data.procedural.num_train_objects,
+        num_val_objects=data.procedural.num_val_objects,
+        num_ood_objects=data.procedural.num_ood_objects,
+        views_per_object=data.views_per_object,
+        image_size=data.procedural.render_size,
+        seed=data.procedural.seed,
+    )
+    cache = os.path.expanduser(data.data_dir or os.path.join(DEFAULT_CACHE, "procedural"))
+    return procedural.load_or_render(cache, spec, splits=splits)
+
+
+def check_ood_split(config: ml_collections.ConfigDict) -> None:
+    """ValueError naming the fix when `config` has no OOD split to evaluate (`kinds.ood_problem`,
+    and for 3DIEBench a missing OOD index file); cheap, so callers run it before compiling."""
+    problem = kinds.ood_problem(config)
+    if problem:
+        raise ValueError(problem)
+    data = config.data
+    if data.name == "3diebench":
+        import tensorflow as tf
+
+        from seqjepa_jax.data.threediebench import split_files
+
+        index = f"{data.ood_dir.rstrip('/')}/{split_files(data.ood_split)[0]}"
+        if not tf.io.gfile.exists(index):
+            raise ValueError(
+                f"No OOD split at config.data.ood_dir={data.ood_dir!r}: {index} is missing. "
+                "Point ood_dir at the 3DIEBench-OOD root holding the object folders (views "
+                f"2..5, spec §6.2) and {data.ood_split}_images.npy / _labels.npy (the official "
+                "OOD objects are val_images.npy[6000:] and val_labels.npy[6000:])."
+            )
+
+
+def ood_source(config: ml_collections.ConfigDict) -> ViewSource:
+    """The OOD split: the procedural 'ood' objects or the 3DIEBench-OOD tree (spec §6.2)."""
+    check_ood_split(config)
+    data = config.data
+    if data.name == "procedural":
+        return ArraySource(_procedural_splits(config, ("ood",))["ood"])
+    from seqjepa_jax.data.threediebench import ThreeDIEBenchSource
+
+    return ThreeDIEBenchSource(
+        data.ood_dir,
+        data.ood_split,
+        view_ids=kinds.OOD_VIEW_IDS,
+        validate_all_objects=data.verify_files,
+        on_bad_file=data.on_bad_file,
+    )
+
+
 class ViewSourceData(RunData):
     """3DIEBench / procedural objects through the host tf.data pipeline (`pipeline.py`)."""
 
     individual_target_name = "rotation"
 
     def __init__(
-        self, config: ml_collections.ConfigDict, mesh: Mesh, sources: tuple[ViewSource, ViewSource]
+        self,
+        config: ml_collections.ConfigDict,
+        mesh: Mesh,
+        sources: tuple[ViewSource, ViewSource],
+        ood: ViewSource | None = None,
     ) -> None:
         self._config, self._mesh = config, mesh
         self.train_source, self.eval_source = sources
+        self.ood_source = ood
         self.num_train_examples = self.train_source.num_objects
+
+    @property
+    def ood_views(self) -> int | None:
+        """Extracted views of OOD objects: config.eval.num_views, capped by the views they have."""
+        if self.ood_source is None:
+            return None
+        return min(int(self._config.eval.num_views), int(self.ood_source.views_per_object))
 
     def describe(self) -> dict[str, str]:
         """See :meth:`RunData.describe`."""
-        return {
+        out = {
             "train_data": self.train_source.describe(),
             "eval_data": self.eval_source.describe(),
         }
+        if self.ood_source is not None:
+            out["ood_data"] = self.ood_source.describe()
+        return out
 
     def check_fits(self) -> None:
         """The pipeline's checks with the config fields named (`startup_checks.check_data_fits`)."""
@@ -167,11 +238,12 @@ class ViewSourceData(RunData):
 
     def probe_batches(self, split: str, max_examples: int | None) -> Iterator[Batch]:
         """See :meth:`RunData.probe_batches` (probes fit on the SSL split, as officially)."""
-        _check_split(split)
+        _check_split(split, ood=self.ood_source is not None)
         config = self._config
+        sources = {"train": self.train_source, "eval": self.eval_source, "ood": self.ood_source}
         dataset = pipeline.eval_batches(
-            self.train_source if split == "train" else self.eval_source,
-            num_views=config.eval.num_views,
+            sources[split],
+            num_views=self.ood_views if split == "ood" else config.eval.num_views,
             global_batch_size=config.eval.batch_size,
             latent_type=config.data.latent_type,
             seed=config.seed,
@@ -315,11 +387,18 @@ class ImageData(RunData):
             yield self._probe_views(raw)
 
 
-def build_data(config: ml_collections.ConfigDict, mesh: Mesh) -> RunData:
-    """The :class:`RunData` of `config.data`; reads (or renders) every split before returning."""
+def build_data(config: ml_collections.ConfigDict, mesh: Mesh, *, ood: bool = False) -> RunData:
+    """The :class:`RunData` of `config.data`; reads (or renders) every split before returning.
+
+    `ood=True` also reads the OOD split (`ood_source`, spec §6.2) for `probe_batches("ood")`;
+    ValueError naming the fix where there is none (`check_ood_split`).
+    """
     data = config.data
+    if ood:
+        check_ood_split(config)
     if kinds.dataset_kind(data.name) == "views":
-        return ViewSourceData(config, mesh, build_view_sources(config))
+        extra = ood_source(config) if ood else None
+        return ViewSourceData(config, mesh, build_view_sources(config), extra)
     if data.name == "imagenet":
         from seqjepa_jax.data.imagenet import ImageNetData
 

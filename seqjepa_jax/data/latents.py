@@ -116,3 +116,33 @@ def relative_actions(latents: np.ndarray, latent_type: str) -> np.ndarray:
     other = latents[..., _OTHER_LATENTS[latent_type]]
     parts.append(other[..., 1:, :] - other[..., :-1, :])
     return np.concatenate(parts, axis=-1).astype(np.float32)
+
+
+COMPOSABLE_ACTIONS = (*LATENT_TYPES, "saccade")
+"""Action types whose consecutive actions compose into the transform first view -> last view."""
+
+
+def compose_actions(actions: np.ndarray, latent_type: str) -> np.ndarray:
+    """The cumulative transform of consecutive actions: (..., S, d_a) -> (..., d_a) float32.
+
+    For the 3D latent types (this module's table) ``actions[..., k]`` is ``relative_actions``
+    of views k -> k+1; the result is the action of view 0 -> view S as ``relative_actions`` would
+    give it directly: the quaternion product of the relative rotations (R_0^-1 R_S, raw sign,
+    `quaternion.compose_quaternions`) followed by the summed differences of the other latents
+    (x_S - x_0, no wrap-around, Q36). For ``"saccade"`` actions are fixation differences (spec
+    §3.2) and the result is the total displacement pos_S - pos_0. S = 0 gives the identity.
+    Augmentation actions (``"aug"``, spec §6.3) are scaled parameter differences with no
+    composition law here: ValueError.
+    """
+    if latent_type not in COMPOSABLE_ACTIONS:
+        raise ValueError(
+            f"Actions of latent type {latent_type!r} do not compose into a path; composable "
+            f"types are {list(COMPOSABLE_ACTIONS)}."
+        )
+    actions = np.asarray(actions, dtype=np.float64)
+    if actions.ndim < 2:
+        raise ValueError(f"Expected actions of shape (..., S, d_a), got {actions.shape}.")
+    if latent_type == "saccade" or not _USES_ROTATION[latent_type]:
+        return actions.sum(axis=-2).astype(np.float32)
+    rotation = quaternion.compose_quaternions(actions[..., :4])
+    return np.concatenate([rotation, actions[..., 4:].sum(axis=-2)], axis=-1).astype(np.float32)

@@ -75,3 +75,20 @@ def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
 def euler_xyz_to_matrix(angles: np.ndarray) -> np.ndarray:
     """Extrinsic xyz Euler angles (..., 3) -> rotation matrices R = Rz Ry Rx (..., 3, 3)."""
     return quaternion_to_matrix(euler_xyz_to_quaternion(angles))
+
+
+def compose_quaternions(steps: np.ndarray) -> np.ndarray:
+    """Composes per-step relative rotations (..., S, 4) into the total one (..., 4).
+
+    With steps[k] = R_k^-1 R_k+1 (`relative_quaternion`), the result is the Hamilton product
+    steps[0] ⊗ steps[1] ⊗ ... ⊗ steps[S-1] = R_0^-1 R_S: the path integral of the actions of a
+    sequence (issue 10). The product keeps the raw sign, so it equals the direct
+    `relative_quaternion(q_0, q_S)` up to rounding (conj(q_k) ⊗ q_k = 1 for unit quaternions, no
+    sign flip). S = 0 gives the identity (0, 0, 0, 1).
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    total = np.zeros(steps.shape[:-2] + (4,))
+    total[..., 3] = 1.0
+    for k in range(steps.shape[-2]):
+        total = quaternion_multiply(total, steps[..., k, :])
+    return total

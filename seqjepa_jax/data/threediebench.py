@@ -34,14 +34,14 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from seqjepa_jax.data import integrity
+from seqjepa_jax.data import integrity, kinds
 from seqjepa_jax.data.latents import NUM_LATENTS
 from seqjepa_jax.data.sources import ViewArraysLike, ViewSource, hide_gpus_from_tensorflow
 
 DEFAULT_VIEWS_PER_OBJECT = 50
 """Views per object in 3DIEBench (spec §6.1)."""
 
-OOD_VIEW_IDS = (2, 3, 4, 5)
+OOD_VIEW_IDS = kinds.OOD_VIEW_IDS
 """View ids present in the 3DIEBench-OOD folders (spec §6.2)."""
 
 SPLIT_FILES = {
@@ -263,11 +263,14 @@ class ThreeDIEBenchSource(ViewSource):
         )
 
 
-def write_3diebench_tree(arrays: ViewArraysLike, root: str, split: str) -> None:
+def write_3diebench_tree(
+    arrays: ViewArraysLike, root: str, split: str, view_ids: Sequence[int] | None = None
+) -> None:
     """Write views in the 3DIEBench release layout (spec §6.1), e.g. to test its reader.
 
     `<root>/<synset>/<object>/image_{k}.jpg` (RGB JPEG) and `latent_{k}.npy` (7 float64) for
-    k < V, with synset f"{label:08d}" and object f"obj{object_id:010d}"; the index files
+    k < V (or the k of `view_ids`, one per view: `OOD_VIEW_IDS` for the OOD layout, spec §6.2),
+    with synset f"{label:08d}" and object f"obj{object_id:010d}"; the index files
     `<root>/{split}_images.npy` (unicode entries "/<synset>/<object>/") and `{split}_labels.npy`
     (int64). The OOD split shares no object with train/val, so all splits may share one root.
     """
@@ -279,6 +282,9 @@ def write_3diebench_tree(arrays: ViewArraysLike, root: str, split: str) -> None:
     if images.dtype != np.uint8 or images.ndim != 5 or images.shape[-1] != 3:
         raise ValueError(f"images must be uint8 (N, V, H, W, 3), got {images.dtype}{images.shape}")
     n, v = images.shape[:2]
+    view_ids = list(range(v)) if view_ids is None else [int(k) for k in view_ids]
+    if len(view_ids) != v:
+        raise ValueError(f"view_ids {view_ids} must name one id per view ({v} views)")
     shapes = (arrays.latents.shape, arrays.labels.shape, arrays.object_ids.shape)
     if shapes != ((n, v, 7), (n,), (n,)):
         raise ValueError("latents must be (N, V, 7) and labels, object_ids (N,), as the images")
@@ -287,12 +293,12 @@ def write_3diebench_tree(arrays: ViewArraysLike, root: str, split: str) -> None:
         entry = f"/{int(arrays.labels[i]):08d}/obj{int(arrays.object_ids[i]):010d}/"
         folder = os.path.join(root, entry.strip("/"))
         os.makedirs(folder, exist_ok=True)
-        for k in range(v):
-            Image.fromarray(arrays.images[i, k], "RGB").save(
+        for j, k in enumerate(view_ids):
+            Image.fromarray(arrays.images[i, j], "RGB").save(
                 os.path.join(folder, f"image_{k}.jpg"), quality=95, subsampling=0
             )
             np.save(
-                os.path.join(folder, f"latent_{k}.npy"), arrays.latents[i, k].astype(np.float64)
+                os.path.join(folder, f"latent_{k}.npy"), arrays.latents[i, j].astype(np.float64)
             )
         entries.append(entry)
     np.save(os.path.join(root, f"{split}_images.npy"), np.array(entries, dtype=np.str_))

@@ -6,6 +6,10 @@
   (`assets/umap.jpeg`, spec §7.3: aggregates coloured by class, encoder embeddings coloured by
   rotation angle; the official repository has no script for it). Without umap-learn the
   projection falls back to PCA and says so in the log and the title;
+- `path_integration_figure`: path-integration R² vs M_val of the trained aggregate, the trained
+  first + last encoder embeddings, the random init's aggregate and the actions alone (issue 10);
+- `ood_figure`: in-distribution vs OOD bars of top-1, relative-rotation R² and path-integration
+  R² (spec §6.2);
 - `sequence_strip`: the views of one sequence with the action between consecutive views
   (`first_sequence_strip` for a run's data), and `object_gallery`: one view of several objects.
 
@@ -260,6 +264,59 @@ def object_gallery(
         ax.set_title(title, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return fig
+
+
+def path_integration_figure(results: dict[str, Any], path: str) -> Figure:
+    """R² (uniform, the paper's definition) of the path-integration probes against M_val."""
+    m_values = results["path_integration_m_val"]
+    probes = results["probes"]
+    curves = [
+        ("seq-JEPA aggregate", "trained", "agg", "o-"),
+        ("seq-JEPA first + last encoder", "trained", "encoder", "s--"),
+        ("random init aggregate", "random_init", "agg", "^-"),
+        ("actions alone (ceiling)", "trained", "actions", "k:"),
+    ]
+    fig = Figure(figsize=(5.5, 4.0))
+    ax = fig.add_subplot()
+    for label, state, key, style in curves:
+        scores = probes.get(state, {})
+        names = [f"path_integration_{key}_m{m}_r2_uniform" for m in m_values]
+        if all(name in scores for name in names):
+            ax.plot(m_values, [scores[name] for name in names], style, label=label)
+    ax.set_xticks(m_values)
+    ax.set_xlabel("M_val (observation views; path from the first to the last)")
+    ax.set_ylabel("R² (uniform)")
+    ax.set_title("Path integration")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return fig
+
+
+def ood_figure(results: dict[str, Any], path: str) -> Figure:
+    """Bars of the trained model's probes in distribution and OOD: top-1 (left), R² (right)."""
+    from seqjepa_jax.evaluation.tables import ood_rows
+
+    scores = results["probes"]["trained"]
+    rows = [
+        row for row in ood_rows(results) if row[1] + ("" if row[2] else "_r2_uniform") in scores
+    ]
+    fig = Figure(figsize=(9.0, 4.0))
+    for column, accuracy in enumerate((True, False)):
+        ax = fig.add_subplot(1, 2, column + 1)
+        chosen = [(title, key) for title, key, is_acc in rows if is_acc == accuracy]
+        suffix = "" if accuracy else "_r2_uniform"
+        x = np.arange(len(chosen))
+        for offset, (prefix, label) in enumerate((("", "in distribution"), ("ood_", "OOD"))):
+            values = [scores.get(prefix + key + suffix, np.nan) for _, key in chosen]
+            ax.bar(x + (offset - 0.5) * 0.4, values, 0.4, label=label)
+        ax.set_xticks(x, [title for title, _ in chosen], rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel("top-1 (%)" if accuracy else "R² (uniform)")
+        ax.legend(fontsize=8)
+    fig.suptitle("Probes fitted in distribution, scored in distribution and OOD")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return fig

@@ -78,18 +78,21 @@ def fit_full_batch(
     return params
 
 
-def linear_probe_accuracy(
+def linear_probe_logits(
     train_x: np.ndarray,
     train_y: np.ndarray,
     test_x: np.ndarray,
-    test_y: np.ndarray,
     num_classes: int,
     *,
     steps: int = 500,
     learning_rate: float = 1e-2,
     weight_decay: float = 1e-4,
-) -> dict[str, float]:
-    """Fits a linear softmax classifier on frozen train features; top-1 (%) on both splits."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fits a linear softmax classifier on frozen train features; (train logits, test logits).
+
+    Only `train_x` / `train_y` reach the fit (and the standardisation): `test_x` may stack several
+    held-out sets (in distribution and OOD) without any of them touching the probe.
+    """
     train_x, test_x = standardise(train_x, test_x)
     model = nn.Dense(num_classes)
     params = fit_full_batch(
@@ -103,6 +106,30 @@ def linear_probe_accuracy(
     )
     train_logits = np.asarray(model.apply(params, jnp.asarray(train_x, jnp.float32)))
     test_logits = np.asarray(model.apply(params, jnp.asarray(test_x, jnp.float32)))
+    return train_logits, test_logits
+
+
+def linear_probe_accuracy(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    num_classes: int,
+    *,
+    steps: int = 500,
+    learning_rate: float = 1e-2,
+    weight_decay: float = 1e-4,
+) -> dict[str, float]:
+    """Fits a linear softmax classifier on frozen train features; top-1 (%) on both splits."""
+    train_logits, test_logits = linear_probe_logits(
+        train_x,
+        train_y,
+        test_x,
+        num_classes,
+        steps=steps,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+    )
     return {
         "train_accuracy": metrics.top1_accuracy(train_y, train_logits),
         "accuracy": metrics.top1_accuracy(test_y, test_logits),

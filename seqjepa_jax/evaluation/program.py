@@ -11,9 +11,12 @@ Given a training config and its workdir, `evaluate_checkpoint`:
 3. fits every probe on the probe-training split and scores it on the held-out split
    (`report.py`, `tasks.py`): the linear classifier on each aggregate and on one view's encoder
    embedding, the relative and individual regressions of the data kind (each R² under its two
-   names), k-NN accuracy (`knn.py`), and the online probes;
-4. optionally repeats 2-3 on a randomly initialised model of the same architecture;
-5. writes `results.json`, a Markdown table laid out like the paper's Table 1 (`tables.py`) and the
+   names), k-NN accuracy (`knn.py`), the path-integration probes of each M_val >= 2 (`tasks.py`,
+   issue 10), and the online probes;
+4. with `ood`, extracts the OOD split too (spec §6.2) and scores every probe of 3, fitted in
+   distribution only, on it as well (`ood_*` keys);
+5. optionally repeats 2-4 on a randomly initialised model of the same architecture;
+6. writes `results.json`, a Markdown table laid out like the paper's Table 1 (`tables.py`) and the
    figures (`plots.py`) into the output folder.
 
 Probes see numpy features only, so no gradient can reach the model, and every probe starts from a
@@ -36,7 +39,8 @@ from absl import logging
 from seqjepa_jax import checkpointing, train
 from seqjepa_jax.config_checks import validate_config
 from seqjepa_jax.data import kinds
-from seqjepa_jax.data.datasets import RunData, build_data
+from seqjepa_jax.data import latents as latents_lib
+from seqjepa_jax.data.datasets import RunData, build_data, check_ood_split
 from seqjepa_jax.evaluation import features as features_lib
 from seqjepa_jax.evaluation import report as report_lib
 from seqjepa_jax.evaluation import restore, tables, tasks
@@ -62,6 +66,8 @@ class EvalOptions:
       use_umap: project with umap-learn when installed (else PCA, with a log line).
       heatmap_runs: other runs' evaluation results (workdirs, eval folders or results.json files)
         that join this one in the M_tr × M_val heatmap.
+      ood: also score every probe on the OOD split; None = config.eval.ood.
+      path_integration: fit the path-integration probes (where the actions compose).
     """
 
     m_val: tuple[int, ...] | None = None
@@ -73,16 +79,22 @@ class EvalOptions:
     plots: bool = True
     use_umap: bool = True
     heatmap_runs: tuple[str, ...] = ()
+    ood: bool | None = None
+    path_integration: bool = True
 
 
 def max_observation_views(config: ml_collections.ConfigDict) -> int | None:
     """The largest M_val the data allows (views per object - 1), or None when unbounded.
 
     Rendered objects have a fixed number of views; image datasets make as many views as asked.
+    With `config.eval.ood` the OOD objects' views cap it too (3DIEBench-OOD: 4, spec §6.2).
     """
     if kinds.dataset_kind(config.data.name) != "views":
         return None
-    return int(config.data.views_per_object) - 1
+    views = int(config.data.views_per_object)
+    if config.eval.ood:
+        views = min(views, kinds.ood_views_per_object(config.data))
+    return views - 1
 
 
 def resolve_m_val(
@@ -100,11 +112,13 @@ def resolve_m_val(
     if not m_val or m_val[0] < 1:
         raise ValueError(f"--m_val={list(requested)} must list observation counts >= 1.")
     if limit is not None and m_val[-1] > limit:
+        views = f"config.data.views_per_object={config.data.views_per_object} views"
+        if limit + 1 < config.data.views_per_object:
+            views = f"{limit + 1} views in its OOD split (--ood, spec §6.2)"
         raise ValueError(
             f"--m_val asks for M_val={m_val[-1]} observation views, but each object of "
-            f"config.data.name={config.data.name!r} has config.data.views_per_object="
-            f"{config.data.views_per_object} views and an aggregate of M observations needs "
-            f"M + 1; use M_val <= {limit}."
+            f"config.data.name={config.data.name!r} has {views} and an aggregate of M "
+            f"observations needs M + 1; use M_val <= {limit}."
         )
     return m_val
 
@@ -151,10 +165,26 @@ def probe_state(
     *,
     knn_k: int,
     online: bool,
-) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """(every probe score of one state, its held-out features)."""
+    path_integration: bool = True,
+) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
+    """(every probe score of one state, its held-out features: {"eval": ..., "ood": ...}).
+
+    With `config.eval.ood` the OOD split's features are scored by the same fitted probes
+    (`ood_*` keys); they never enter a fit. The model-free actions-only path-integration ceiling
+    is fitted with the `online` (trained) state only.
+    """
     train_features, eval_features = train.probe_features(config, feature_fn, state, data)
+    ood_features = None
+    if config.eval.ood:
+        batches = data.probe_batches("ood", config.eval.max_eval_objects)
+        ood_features = features_lib.extract_features(
+            feature_fn, state.params, state.batch_stats, batches
+        )
     regressions, combined = tasks.regression_tasks(config)
+    if path_integration:
+        regressions += tasks.path_integration_tasks(
+            config, tuple(config.eval.m_val), actions_only=online
+        )
     scores = report_lib.frozen_probe_report(
         train_features,
         eval_features,
@@ -164,25 +194,34 @@ def probe_state(
         probe_hidden=config.eval.probe_hidden,
         regressions=regressions,
         combined=combined,
+        ood=ood_features,
     )
-    scores.update(
-        report_lib.knn_probe_report(
+    for prefix, test in (("", eval_features), ("ood_", ood_features)):
+        if test is None:
+            continue
+        knn_scores = report_lib.knn_probe_report(
             train_features,
-            eval_features,
+            test,
             num_classes=config.data.num_classes,
             m_values=config.eval.m_val,
             k=knn_k,
         )
-    )
+        scores.update({prefix + name: value for name, value in knn_scores.items()})
     if online:
         scores.update(report_lib.online_probe_report(eval_features))
-    return scores, eval_features
+    held_out = {"eval": eval_features}
+    if ood_features is not None:
+        held_out["ood"] = ood_features
+    return scores, held_out
 
 
 def evaluate_checkpoint(
     config: ml_collections.ConfigDict, workdir: str, options: EvalOptions = EvalOptions()
 ) -> dict[str, Any]:
     """Evaluates the checkpoint of `workdir` (module docstring); returns the results dict."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    if options.ood is not None:
+        config.eval.ood = bool(options.ood)
     m_val = resolve_m_val(config, options.m_val)
     config = evaluation_config(config, m_val)
     mesh = make_mesh()
@@ -199,9 +238,11 @@ def evaluate_checkpoint(
         from seqjepa_jax.evaluation import plots
 
         other_runs = [plots.load_run_results(path) for path in options.heatmap_runs]
+    if config.eval.ood:
+        check_ood_split(config)  # a missing OOD tree must not cost a restore
     step = restore.choose_step(workdir, options.step)
     model, probes, state, initial = load_states(config, workdir, step, mesh)
-    data = build_data(config, mesh)
+    data = build_data(config, mesh, ood=config.eval.ood)
     feature_fn = features_lib.make_feature_fn(
         model,
         probes,
@@ -214,14 +255,20 @@ def evaluate_checkpoint(
     if compare if compare is not None else config.eval.compare_random_init:
         states["random_init"] = initial
     scores: dict[str, dict[str, float]] = {}
-    held_out: dict[str, np.ndarray] = {}
+    held_out: dict[str, dict[str, np.ndarray]] = {}
     for name, one_state in states.items():
         logging.info("Extracting features and fitting probes: %s", name)
-        scores[name], eval_features = probe_state(
-            config, feature_fn, one_state, data, knn_k=options.knn_k, online=name == "trained"
+        scores[name], features = probe_state(
+            config,
+            feature_fn,
+            one_state,
+            data,
+            knn_k=options.knn_k,
+            online=name == "trained",
+            path_integration=options.path_integration,
         )
         if name == "trained":
-            held_out = eval_features
+            held_out = features
     results = {
         "workdir": os.path.abspath(workdir),
         "step": int(step),
@@ -232,14 +279,26 @@ def evaluate_checkpoint(
         "individual_target": data.individual_target_name,
         "bn_mode": "train (official, Q8)" if options.official_bn_train_mode else "inference",
         "knn_k": options.knn_k,
-        "num_eval_sequences": int(len(held_out["label"])),
+        "num_eval_sequences": int(len(held_out["eval"]["label"])),
+        "ood": bool(config.eval.ood),
+        "num_ood_sequences": int(len(held_out["ood"]["label"])) if "ood" in held_out else 0,
+        "path_integration_m_val": path_integration_m_val(config, options),
         "probes": scores,
     }
     out_dir = options.out_dir or os.path.join(workdir, "eval")
     if jax.process_index() == 0:
-        write_outputs(config, results, held_out, data, out_dir, options, other_runs)
+        write_outputs(config, results, held_out["eval"], data, out_dir, options, other_runs)
     logging.info("Evaluation results: %s", json.dumps(scores, indent=2))
     return results
+
+
+def path_integration_m_val(config: ml_collections.ConfigDict, options: EvalOptions) -> list[int]:
+    """The M_val of the path-integration probes: every M_val >= 2 where actions compose."""
+    if not options.path_integration:
+        return []
+    if config.data.latent_type not in latents_lib.COMPOSABLE_ACTIONS:
+        return []
+    return [int(m) for m in config.eval.m_val if m >= 2]
 
 
 def write_outputs(
@@ -267,3 +326,7 @@ def write_outputs(
         from seqjepa_jax.evaluation import plots
 
         plots.evaluation_figures(config, held_out, data, out_dir, use_umap=options.use_umap)
+        if results["path_integration_m_val"]:
+            plots.path_integration_figure(results, os.path.join(out_dir, "path_integration_r2.png"))
+        if results["ood"]:
+            plots.ood_figure(results, os.path.join(out_dir, "ood_vs_in_distribution.png"))

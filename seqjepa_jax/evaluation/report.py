@@ -62,28 +62,39 @@ class RegressionTask:
 
     Attributes:
       name: report key prefix; the scores are `{name}_r2_uniform` and `{name}_r2_pooled`.
-      inputs: "pair" (z_j ⊕ z_j+1, every consecutive pair, targets (N, V-1, d)) or "single"
-        (z_j, every view, targets (N, V, d)).
+      inputs: "pair" (z_j ⊕ z_j+1, every consecutive pair, targets (N, V-1, d)), "single"
+        (z_j, every view, targets (N, V, d)), or a function features dict -> (N, D) inputs, one
+        example per sequence with targets (N, d) (the path-integration probes, `tasks.py`).
       targets: features dict (`features.py`) -> the per-pair or per-view targets.
       head: "mlp" (in→h→h→out, spec §7.1) or "linear" (`probes.fit_regressor`).
     """
 
     name: str
-    inputs: str
+    inputs: str | Callable[[dict[str, np.ndarray]], np.ndarray]
     targets: Callable[[dict[str, np.ndarray]], np.ndarray]
     head: str = "mlp"
 
     def __post_init__(self) -> None:
-        if self.inputs not in ("pair", "single"):
-            raise ValueError(f"RegressionTask.inputs={self.inputs!r}; use 'pair' or 'single'.")
+        if not callable(self.inputs) and self.inputs not in ("pair", "single"):
+            raise ValueError(
+                f"RegressionTask.inputs={self.inputs!r}; use 'pair', 'single' or a function."
+            )
         if self.head not in probes.REGRESSION_HEADS:
             raise ValueError(f"RegressionTask.head={self.head!r}; use {probes.REGRESSION_HEADS}.")
 
     def examples(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(inputs, targets) flattened over sequences and pairs or views."""
+        y = np.asarray(self.targets(features))
+        if callable(self.inputs):
+            x = np.asarray(self.inputs(features))
+            if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
+                raise ValueError(
+                    f"Probe {self.name!r} has inputs {x.shape} and targets {y.shape}; expected "
+                    "(N, D) and (N, d), one row per sequence."
+                )
+            return x, y
         z = features["z"]
         x = np.concatenate([z[:, :-1], z[:, 1:]], axis=-1) if self.inputs == "pair" else z
-        y = np.asarray(self.targets(features))
         if y.shape[:2] != x.shape[:2]:
             raise ValueError(
                 f"Targets of probe {self.name!r} have shape {y.shape}; expected {x.shape[:2]} "
@@ -118,6 +129,7 @@ def frozen_probe_report(
     individual_targets: Callable[[np.ndarray], np.ndarray] = rotation_targets,
     regressions: Sequence[RegressionTask] | None = None,
     combined: Mapping[str, Sequence[str]] | None = None,
+    ood: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Fits every frozen-feature probe on `train` features and scores it on `test` features.
 
@@ -125,38 +137,52 @@ def frozen_probe_report(
     individual_targets)`). `combined` maps a report name to regression tasks with the same inputs
     whose test predictions are concatenated column-wise and scored together: the official
     augmentation `R2` over [crop, jitter, blur] predictions of three heads (spec §7.1).
+
+    `ood`: features of an out-of-distribution split (spec §6.2, issue 10). Every probe fitted on
+    `train` is also scored on them, under the same key prefixed `ood_`; OOD rows only ever reach
+    the fitted probes' predictions, never a fit or its standardisation.
     """
     report: dict[str, float] = {}
+    held_out = {"": test} if ood is None else {"": test, "ood_": ood}
 
-    def classify(key: str) -> float:
-        return probes.linear_probe_accuracy(
-            train[key], train["label"], test[key], test["label"], num_classes, steps=probe_steps
-        )["accuracy"]
+    def stack(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate(parts), np.cumsum([len(p) for p in parts])[:-1]
+
+    def classify(key: str, name: str) -> None:
+        test_x, cuts = stack([split[key] for split in held_out.values()])
+        _, logits = probes.linear_probe_logits(
+            train[key], train["label"], test_x, num_classes, steps=probe_steps
+        )
+        for (prefix, split), part in zip(held_out.items(), np.split(logits, cuts)):
+            report[f"{prefix}{name}"] = metrics.top1_accuracy(split["label"], part)
 
     for m in sorted(set(m_values)):
-        report[f"agg_m{m}_accuracy"] = classify(f"agg_{m}")
-    for split in (train, test):
+        classify(f"agg_{m}", f"agg_m{m}_accuracy")
+    for split in (train, *held_out.values()):
         split["z0"] = split["z"][:, 0]
-    report["encoder_accuracy"] = classify("z0")
+    classify("z0", "encoder_accuracy")
 
     if regressions is None:
         regressions = default_regressions(individual_name, individual_targets)
-    outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    outputs: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {p: {} for p in held_out}
     for task in regressions:
         train_x, train_y = task.examples(train)
-        test_x, test_y = task.examples(test)
+        examples = [task.examples(split) for split in held_out.values()]
+        test_x, cuts = stack([x for x, _ in examples])
         predictions = probes.fit_regressor(
             train_x, train_y, test_x, head=task.head, hidden=probe_hidden, steps=probe_steps
         )
-        outputs[task.name] = (test_y, predictions)
-        report.update(_prefixed(task.name, probes.r2_scores(test_y, predictions)))
+        for prefix, (_, y), part in zip(held_out, examples, np.split(predictions, cuts)):
+            outputs[prefix][task.name] = (y, part)
+            report.update(_prefixed(prefix + task.name, probes.r2_scores(y, part)))
     for name, parts in (combined or {}).items():
-        missing = [part for part in parts if part not in outputs]
+        missing = [part for part in parts if part not in outputs[""]]
         if missing:
             raise ValueError(f"Combined probe {name!r} names unknown regressions {missing}.")
-        targets = np.concatenate([outputs[part][0] for part in parts], axis=-1)
-        predictions = np.concatenate([outputs[part][1] for part in parts], axis=-1)
-        report.update(_prefixed(name, probes.r2_scores(targets, predictions)))
+        for prefix, scored in outputs.items():
+            targets = np.concatenate([scored[part][0] for part in parts], axis=-1)
+            predictions = np.concatenate([scored[part][1] for part in parts], axis=-1)
+            report.update(_prefixed(prefix + name, probes.r2_scores(targets, predictions)))
     return report
 
 

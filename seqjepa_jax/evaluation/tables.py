@@ -7,7 +7,10 @@ plus one row for the encoder probe on a single view (the official offline `res_c
 Q11). The R² cells show `uniform / pooled` (`metrics.py`): the paper's numbers are the uniform
 ones, ContextSSL's 0.74 the pooled one. The k-NN column is the same row's features under the
 cosine k-NN (`knn.py`). For augmentation and saccade data the two R² columns are the relative and
-individual augmentation or position probes. A second table lists every metric.
+individual augmentation or position probes. Where they were run, a path-integration table (R² per
+M_val of the aggregate, of the first and last encoder embeddings, and of the actions alone;
+`tasks.py`, issue 10) and an in-distribution vs OOD table (spec §6.2) follow. A last table lists
+every metric.
 """
 
 from __future__ import annotations
@@ -69,6 +72,59 @@ def table1_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PATH_INPUTS = (("aggregate", "agg"), ("first + last encoder", "encoder"))
+
+
+def path_integration_markdown(results: dict[str, Any]) -> str:
+    """R² (uniform / pooled) of the path-integration probes, one row per M_val >= 2."""
+    probes = results["probes"]
+    columns = [
+        (f"{STATE_NAMES.get(state, state)} {title}", state, f"path_integration_{key}_m")
+        for state in probes
+        for title, key in PATH_INPUTS
+    ]
+    columns.append(("actions alone (ceiling)", "trained", "path_integration_actions_m"))
+    header = ["M_val"] + [title for title, _, _ in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for m in results.get("path_integration_m_val", []):
+        cells = [r2_cell(probes[state], f"{prefix}{m}") for _, state, prefix in columns]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ood_rows(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(row title, metric key stem, is an accuracy) of the in-distribution vs OOD table."""
+    rows = [(f"top-1 (%), M_val={m}", f"agg_m{m}_accuracy", True) for m in results["m_val"]]
+    rows.append(("top-1 (%), encoder", "encoder_accuracy", True))
+    rows += [(f"{title} R²", name, False) for title, name in R2_COLUMNS[results["data_kind"]]]
+    rows += [
+        (f"path integration R², M_val={m}", f"path_integration_agg_m{m}", False)
+        for m in results.get("path_integration_m_val", [])
+    ]
+    return rows
+
+
+def ood_markdown(results: dict[str, Any]) -> str:
+    """Each probe scored in distribution and out of distribution (fitted in distribution only)."""
+    states = list(results["probes"])
+    header = ["metric"]
+    for state in states:
+        label = STATE_NAMES.get(state, state)
+        header += [f"{label} in-dist", f"{label} OOD"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for title, key, accuracy in ood_rows(results):
+        cells = []
+        for state in states:
+            scores = results["probes"][state]
+            for prefix in ("", "ood_"):
+                if accuracy:
+                    cells.append(percent_cell(scores, prefix + key))
+                else:
+                    cells.append(r2_cell(scores, prefix + key))
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def metrics_markdown(results: dict[str, Any]) -> str:
     """Every metric of every evaluated state, one row per metric."""
     states = list(results["probes"])
@@ -96,4 +152,17 @@ def results_markdown(results: dict[str, Any]) -> str:
         "R²: uniform = per-dimension mean (sklearn, the paper), pooled = one global mean "
         "(SIE, ContextSSL).\n\n"
     )
-    return head + table1_markdown(results) + "\n## All metrics\n\n" + metrics_markdown(results)
+    text = head + table1_markdown(results)
+    if results.get("path_integration_m_val"):
+        text += (
+            "\n## Path integration\n\nR² (uniform / pooled) of the transform from the first to "
+            "the last of M_val observation views (composed actions).\n\n"
+        )
+        text += path_integration_markdown(results)
+    if results.get("ood"):
+        text += (
+            f"\n## In distribution vs OOD\n\n{results.get('num_ood_sequences', 0)} OOD "
+            "sequences; every probe is fitted in distribution only.\n\n"
+        )
+        text += ood_markdown(results)
+    return text + "\n## All metrics\n\n" + metrics_markdown(results)

@@ -17,12 +17,26 @@ paper's single-view probe (spec §7.4). Targets come from the extracted features
   `individual_augmentation` MLP, one view → its parameter vector.
 - Saccades (STL-10, ImageNet; spec §7.2): `relative_position` linear, pair → fixation
   difference (official `pos_regressor`); `individual_position` MLP, one glimpse → its position.
+
+Path integration (issue 10; not in the official code, spec §7.3 "no path-integration code"):
+for each M_val = m >= 2, MLPs regress the cumulative transform from view 0 to view m-1, the
+composition of the actions 0..m-2 (`latents.compose_actions`: R_0⁻¹R_m-1 with hue deltas for
+3D data, the total fixation displacement for saccades), from three inputs:
+`path_integration_agg_m{m}` the aggregate `agg_{m}` (it has seen exactly the observations
+0..m-1 and the actions 0..m-2: the last observation token's action is zeroed),
+`path_integration_encoder_m{m}` the encoder pair z_0 ⊕ z_m-1 (what aggregation adds beyond
+the end points), and
+`path_integration_actions_m{m}` the flattened actions 0..m-2 alone, the ceiling that a perfect
+integrator reaches (model-free, so fitted once, for the trained model's report). M_val = 1 has no
+path (the target is always the identity), so it is skipped; so is augmentation data, whose
+actions have no composition law.
 """
 
 from __future__ import annotations
 
 import ml_collections
 import numpy as np
+from absl import logging
 
 from seqjepa_jax.data import kinds
 from seqjepa_jax.data import latents as latents_lib
@@ -80,3 +94,53 @@ def regression_tasks(
         RegressionTask("individual_position", "single", lambda f: f["latents"]),
     )
     return tasks, {}
+
+
+def path_integration_targets(
+    features: dict[str, np.ndarray], m: int, latent_type: str
+) -> np.ndarray:
+    """(N, d_a) transform view 0 → view m-1: the composed actions 0..m-2 (module docstring)."""
+    return latents_lib.compose_actions(features["actions"][:, : m - 1], latent_type)
+
+
+def path_integration_tasks(
+    config: ml_collections.ConfigDict, m_values: tuple[int, ...], *, actions_only: bool = True
+) -> tuple[RegressionTask, ...]:
+    """The path-integration probes of each M_val >= 2 (module docstring); () where the data's
+    actions do not compose (augmentations), with the reason logged."""
+    latent_type = config.data.latent_type
+    if latent_type not in latents_lib.COMPOSABLE_ACTIONS:
+        logging.info(
+            "No path integration for config.data.latent_type=%r: augmentation actions have no "
+            "composition law (only %s compose).",
+            latent_type,
+            latents_lib.COMPOSABLE_ACTIONS,
+        )
+        return ()
+    tasks = []
+    for m in sorted(set(m_values)):
+        if m < 2:
+            continue  # one observation: no path, the target is the identity
+
+        def targets(f: dict[str, np.ndarray], m: int = m) -> np.ndarray:
+            return path_integration_targets(f, m, latent_type)
+
+        tasks.append(
+            RegressionTask(f"path_integration_agg_m{m}", lambda f, m=m: f[f"agg_{m}"], targets)
+        )
+        tasks.append(
+            RegressionTask(
+                f"path_integration_encoder_m{m}",
+                lambda f, m=m: np.concatenate([f["z"][:, 0], f["z"][:, m - 1]], axis=-1),
+                targets,
+            )
+        )
+        if actions_only:
+            tasks.append(
+                RegressionTask(
+                    f"path_integration_actions_m{m}",
+                    lambda f, m=m: f["actions"][:, : m - 1].reshape(len(f["actions"]), -1),
+                    targets,
+                )
+            )
+    return tuple(tasks)
