@@ -179,3 +179,31 @@ def test_bn_train_mode_features_use_batch_statistics_and_are_reproducible():
     repeat = official(state.params, state.batch_stats, batch)
     for key in out_train:
         np.testing.assert_array_equal(out_train[key], repeat[key])
+
+
+def test_path_integration_and_ood_end_to_end(trained, tmp_path):
+    trained_config, workdir = trained
+    config = load_config("default", "tiny")
+    config.data.data_dir = trained_config.data.data_dir
+    config.data.procedural.num_ood_objects = 8  # the checkpoint does not depend on it
+    options = program.EvalOptions(
+        m_val=(1, 3), knn_k=3, use_umap=False, out_dir=str(tmp_path), ood=True
+    )
+    results = program.evaluate_checkpoint(config, workdir, options)
+    assert results["ood"] and results["num_ood_sequences"] == 8
+    assert results["path_integration_m_val"] == [3]
+    trained_scores, random_scores = results["probes"]["trained"], results["probes"]["random_init"]
+    for name in ("agg", "encoder", "actions"):
+        assert f"path_integration_{name}_m3_r2_pooled" in trained_scores
+    assert "path_integration_actions_m3_r2_uniform" not in random_scores  # model-free: once
+    assert "path_integration_agg_m1_r2_uniform" not in trained_scores  # no path at M_val = 1
+    for scores in (trained_scores, random_scores):
+        for key in ("agg_m3_accuracy", "relative_rotation_r2_uniform"):
+            assert f"ood_{key}" in scores
+        assert "ood_path_integration_agg_m3_r2_uniform" in scores
+    assert all(np.isfinite(v) for v in trained_scores.values())
+    table = (tmp_path / "table1.md").read_text()
+    assert "## Path integration" in table and "## In distribution vs OOD" in table
+    assert "| path integration R², M_val=3 |" in table
+    for png in ("path_integration_r2.png", "ood_vs_in_distribution.png"):
+        assert (tmp_path / png).stat().st_size > 1000

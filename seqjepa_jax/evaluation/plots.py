@@ -277,7 +277,7 @@ def path_integration_figure(results: dict[str, Any], path: str) -> Figure:
         ("seq-JEPA aggregate", "trained", "agg", "o-"),
         ("seq-JEPA first + last encoder", "trained", "encoder", "s--"),
         ("random init aggregate", "random_init", "agg", "^-"),
-        ("actions alone (ceiling)", "trained", "actions", "k:"),
+        ("actions alone (ceiling)", "trained", "actions", "kd:"),
     ]
     fig = Figure(figsize=(5.5, 4.0))
     ax = fig.add_subplot()
