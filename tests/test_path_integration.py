@@ -13,7 +13,7 @@ from seqjepa_jax.config_checks import validate_config
 from seqjepa_jax.data import datasets, kinds, quaternion, threediebench
 from seqjepa_jax.data import latents as L
 from seqjepa_jax.data.procedural import ViewArrays
-from seqjepa_jax.evaluation import probes, program, report, tasks
+from seqjepa_jax.evaluation import probes, program, report, tables, tasks
 
 
 def random_latents(n, v, seed, ood=False):
@@ -141,6 +141,9 @@ def test_ood_refusals_name_the_fix(tmp_path, monkeypatch):
     real.data.ood_dir = str(tmp_path)
     with pytest.raises(ValueError, match="ood_images.npy is missing"):
         datasets.check_ood_split(real)
+    with pytest.raises(ValueError, match=r"have 4 views, too few for M_val=\(1, 3\).*M_val <= 3"):
+        real.train.seq_len = 4
+        validate_config(real, device_count=1)
     images = load_config("default", "tiny")
     images.data.name, images.data.latent_type = "cifar100", "aug"
     images.eval.ood = True
@@ -182,3 +185,31 @@ def test_3diebench_ood_layout_feeds_the_ood_split(tmp_path):
     plain = datasets.build_data(config, make_mesh())
     with pytest.raises(ValueError, match="No 'ood' split"):
         next(iter(plain.probe_batches("ood", None)))
+
+
+def test_path_integration_and_ood_tables():
+    scores = {
+        "agg_m1_accuracy": 50.0,
+        "ood_agg_m1_accuracy": 30.0,
+        "encoder_accuracy": 40.0,
+        "relative_rotation_r2_uniform": 0.5,
+        "relative_rotation_r2_pooled": 0.6,
+        "ood_relative_rotation_r2_uniform": 0.1,
+        "ood_relative_rotation_r2_pooled": 0.2,
+    }
+    for kind, value in (("agg", 0.9), ("encoder", 0.4), ("actions", 0.99)):
+        scores[f"path_integration_{kind}_m3_r2_uniform"] = value
+        scores[f"path_integration_{kind}_m3_r2_pooled"] = value
+    results = {
+        "data_kind": "views",
+        "m_val": [1, 3],
+        "path_integration_m_val": [3],
+        "probes": {"trained": scores, "random_init": {}},
+    }
+    path = tables.path_integration_markdown(results).splitlines()
+    assert path[0].startswith("| M_val | seq-JEPA aggregate | seq-JEPA first + last encoder |")
+    assert path[2] == "| 3 | 0.90 / 0.90 | 0.40 / 0.40 | – | – | 0.99 / 0.99 |"
+    ood = tables.ood_markdown(results)
+    assert "| top-1 (%), M_val=1 | 50.00 | 30.00 | – | – |" in ood
+    assert "| relative rotation R² | 0.50 / 0.60 | 0.10 / 0.20 | – | – |" in ood
+    assert "| path integration R², M_val=3 | 0.90 / 0.90 | – |" in ood
