@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import time
@@ -37,6 +38,18 @@ POINTS: dict[str, dict[str, object]] = {
     "m_tr1": {"train.seq_len": 1},
     "long": {"train.num_epochs": 120},
     "cosine": {"train.lr_schedule": "warmup_cosine"},
+    # Easier scenes (issue 9): rotations in ±π/4 per Euler angle, fixed floor and spot light.
+    "easy_scene": {
+        "data.procedural.max_angle": math.pi / 4,
+        "data.procedural.vary_lighting": False,
+    },
+    "easy_scene_4k": {
+        "data.procedural.max_angle": math.pi / 4,
+        "data.procedural.vary_lighting": False,
+        "data.procedural.num_train_objects": 4000,
+        "data.views_per_object": 8,
+        "train.num_epochs": 15,
+    },
 }
 
 

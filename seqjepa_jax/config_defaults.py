@@ -10,6 +10,7 @@ field is defined (and documented) once. The defaults are the official 3DIEBench 
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 
 import ml_collections
@@ -85,6 +86,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.procedural.num_ood_objects = 0
     config.data.procedural.render_size = 64
     config.data.procedural.seed = 0
+    # Easier scenes (data/procedural.py): each Euler angle in U(-max_angle, max_angle) (3DIEBench:
+    # π/2), and whether the floor and spot light change between views (3DIEBench: True).
+    config.data.procedural.max_angle = math.pi / 2
+    config.data.procedural.vary_lighting = True
 
     config.model = ml_collections.ConfigDict()
     config.model.stem = "imagenet"  # "imagenet" (7x7/2 + max-pool) or "cifar" (3x3/1) (spec §1.1).

@@ -45,6 +45,11 @@ from seqjepa_jax.optimizers import build_optimizer
 from seqjepa_jax.sharding import make_mesh, replicated
 from seqjepa_jax.state import TrainState, init_train_state
 from seqjepa_jax.train_step import jit_train_step, make_train_step
+from seqjepa_jax.training_history import (
+    TRAINING_CURVES_FILE,
+    TrainingHistory,
+    training_curves_figure,
+)
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -213,23 +218,40 @@ def final_report(
     return results
 
 
+# Collapse warnings (train batches, `train_step.embedding_spread` / `effective_rank`).
+COLLAPSE_SPREAD = 0.05
+COLLAPSE_EFFECTIVE_RANK = 2.0
+
+
 def log_train_metrics(
-    writer: metric_writers.MetricWriter, bar: Any, step: int, metrics: dict[str, float]
+    writer: metric_writers.MetricWriter,
+    bar: Any,
+    step: int,
+    metrics: dict[str, float],
+    history: TrainingHistory | None = None,
 ) -> None:
-    """Writes mean train metrics, updates the progress bar, warns on representation collapse."""
+    """Writes mean train metrics (TensorBoard, `history`), updates the progress bar, and warns when
+    the encoder's embeddings collapse: to a point (spread) or onto a line (effective rank)."""
     if not metrics:
         return
     writer.write_scalars(step, {f"train/{k}": v for k, v in metrics.items()})
+    if history is not None:
+        history.add(step, "train", metrics)
     bar.set_postfix(
         loss=f"{metrics['ssl_loss']:.3f}",
         acc=f"{metrics['probe_accuracy']:.2f}",
         spread=f"{metrics['encoder_spread']:.2f}",
+        rank=f"{metrics['encoder_effective_rank']:.1f}",
     )
-    if metrics["encoder_spread"] < 0.05:
+    spread, rank = metrics["encoder_spread"], metrics["encoder_effective_rank"]
+    if spread < COLLAPSE_SPREAD or rank < COLLAPSE_EFFECTIVE_RANK:
         logging.warning(
-            "Step %d: encoder embeddings are collapsing (spread %.3f).",
+            "Step %d: encoder embeddings are collapsing (spread %.3f, effective rank %.2f; "
+            "healthy runs stay near spread 1 and well above rank %.0f).",
             step,
-            metrics["encoder_spread"],
+            spread,
+            rank,
+            COLLAPSE_EFFECTIVE_RANK,
         )
 
 
@@ -292,6 +314,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         unit="step",
         dynamic_ncols=True,
     )
+    history = TrainingHistory(workdir, start_step, write=jax.process_index() == 0)
     started = time.time()
     stream = data.train_batches(start_step)
     try:
@@ -303,7 +326,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 bar.update(1)
                 if done % config.train.log_every_steps == 0 or done == total_steps:
                     last_metrics = monitor.take_mean() or last_metrics
-                    log_train_metrics(writer, bar, done, last_metrics)
+                    log_train_metrics(writer, bar, done, last_metrics, history)
                 if done % eval_every == 0 and done != total_steps:
                     online = report_lib.online_probe_report(
                         features_lib.extract_features(
@@ -314,6 +337,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                         )
                     )
                     writer.write_scalars(done, {f"eval/{k}": v for k, v in online.items()})
+                    history.add(done, "eval", online)
                 stop = preemption.should_stop(done)
                 if stop or ckpt.should_save(done):
                     monitor.check()  # never checkpoint a state reached through a bad step
@@ -339,6 +363,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if config.eval.compare_random_init:
         states["random_init"] = create_state(config, model, probes, optimizer, mesh)
     probe_results = final_report(config, feature_fn, states, data)
+    final_online = {k: v for k, v in probe_results["trained"].items() if k.startswith("online_")}
+    history.add(int(state.step), "eval", final_online)
+    if jax.process_index() == 0:
+        curves = str(epath.Path(workdir) / TRAINING_CURVES_FILE)
+        training_curves_figure(
+            history, probe_results, m_tr=config.train.seq_len, path=curves, title=workdir
+        )
+        logging.info("Training curves: %s", curves)
     for name, values in probe_results.items():
         writer.write_scalars(int(state.step), {f"final_{name}/{k}": v for k, v in values.items()})
     writer.flush()

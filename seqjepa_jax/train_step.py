@@ -67,6 +67,19 @@ def embedding_spread(z: jax.Array) -> jax.Array:
     return jnp.mean(jnp.std(z, axis=0)) * jnp.sqrt(z.shape[-1])
 
 
+def effective_rank(z: jax.Array) -> jax.Array:
+    """Effective rank of a batch of embeddings (Roy & Vetterli, 2007): exp of the entropy of the
+    normalised singular values of the centred (N, D) batch.
+
+    Between 1 (every embedding on one line: dimensional collapse) and min(N, D); the RankMe
+    diagnostic of self-supervised learning. Computed in float32 on the global batch.
+    """
+    z = z.astype(jnp.float32)
+    singular = jnp.linalg.svd(z - z.mean(axis=0), compute_uv=False)
+    p = singular / jnp.maximum(jnp.sum(singular), 1e-12) + 1e-12
+    return jnp.exp(-jnp.sum(p * jnp.log(p)))
+
+
 def make_train_step(
     model: SeqJEPA,
     probes: OnlineProbes,
@@ -135,6 +148,7 @@ def make_train_step(
             target_batch_stats=target_batch_stats,
             opt_state=new_opt_state,
         )
+        z_obs_flat = out["z_obs"].reshape(-1, out["z_obs"].shape[-1])
         metrics = {
             "loss": total,
             "ssl_loss": ssl_loss,
@@ -143,7 +157,8 @@ def make_train_step(
             "ema_tau": tau if use_ema else jnp.ones(()),
             "grad_norm": optax.tree.norm(grads["model"]),
             "param_norm": optax.tree.norm(new_params["model"]),
-            "encoder_spread": embedding_spread(out["z_obs"].reshape(-1, out["z_obs"].shape[-1])),
+            "encoder_spread": embedding_spread(z_obs_flat),
+            "encoder_effective_rank": effective_rank(z_obs_flat),
             "aggregate_spread": embedding_spread(out["agg_out"]),
             "target_spread": embedding_spread(z_tgt),
         }

@@ -59,6 +59,14 @@ def test_train_checkpoint_resume_evaluate(tiny_config, tmp_path):
     assert "online_accuracy" in saved["probes"]["trained"]
     assert os.path.exists(os.path.join(first, "config.json"))
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(first))
+    # The training curves: history lines for every logged step and each validation, and the PNG.
+    history = [json.loads(line) for line in open(os.path.join(first, "history.jsonl"))]
+    train_steps = [r["step"] for r in history if r["kind"] == "train"]
+    assert train_steps == list(range(2, total + 1, 2))  # log_every_steps = 2
+    assert [r["step"] for r in history if r["kind"] == "eval"] == [6, 12]
+    assert all(r["encoder_effective_rank"] >= 1.0 for r in history if r["kind"] == "train")
+    with open(os.path.join(first, "training_curves.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
     # Simulate an interruption after step 4: keep only that checkpoint, rerun the same command.
     second = str(tmp_path / "second")
@@ -71,6 +79,11 @@ def test_train_checkpoint_resume_evaluate(tiny_config, tmp_path):
     resumed = train.train_and_evaluate(tiny_config, second)
     tiny_config.eval.compare_random_init = True
     assert resumed["steps_trained_this_run"] == total - 4
+    # The resumed history keeps steps <= 4 once and records the rest again, like the first run.
+    resumed_history = [json.loads(line) for line in open(os.path.join(second, "history.jsonl"))]
+    assert [(r["step"], r["kind"]) for r in resumed_history] == [
+        (r["step"], r["kind"]) for r in history
+    ]
     a, b = final_state(first, tiny_config), final_state(second, tiny_config)
     assert int(a.step) == int(b.step) == total
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):

@@ -111,6 +111,23 @@ def test_latent_ranges_in_distribution_and_ood():
     assert not np.allclose(P.sample_latents(0, 3, 4), views.latents[0])
 
 
+def test_easier_scene_options_scale_angles_and_fix_the_lighting():
+    full = P.sample_latents(0, 5, 300)
+    easy = P.sample_latents(0, 5, 300, max_angle=np.pi / 4, vary_lighting=False)
+    # The same draws, scaled: every angle halves (to float32 rounding), within ±π/4.
+    np.testing.assert_allclose(easy[:, :3], full[:, :3] / 2, atol=1e-6)
+    assert np.abs(easy[:, :3]).max() <= np.pi / 4 + 1e-6
+    np.testing.assert_allclose(easy[:, 3:], np.tile(np.float32(P.FIXED_LIGHTING), (300, 1)))
+    # OOD rotations keep the spec range, so they stay disjoint from any in-distribution range.
+    ood = P.sample_latents(0, 5, 50, ood=True, max_angle=np.pi / 4)
+    assert np.abs(ood[:, :3]).min() >= np.pi / 2 - 1e-6
+    # render_objects passes the options through to the stored latents.
+    views = P.render_objects(np.array([5]), 3, 16, seed=0, max_angle=0.5, vary_lighting=False)
+    np.testing.assert_array_equal(
+        views.latents[0], P.sample_latents(0, 5, 3, max_angle=0.5, vary_lighting=False)
+    )
+
+
 def test_objects_of_one_class_vary():
     a, b = make_object(0, 2), make_object(0, 2 + NUM_CLASSES)
     assert object_class(2) == object_class(2 + NUM_CLASSES)
@@ -176,6 +193,8 @@ def test_split_ids_are_disjoint_and_independent_of_other_splits():
         ({"num_train_objects": -1}, "num_train_objects"),
         ({"num_ood_objects": 2.5}, "num_ood_objects"),
         ({"seed": -3}, "seed"),
+        ({"max_angle": 2.0}, "max_angle"),
+        ({"max_angle": 0.0}, "max_angle"),
     ],
 )
 def test_config_validation_names_the_field(kwargs, field):
@@ -226,6 +245,8 @@ def test_cache_round_trip_reuse_and_new_file_on_changed_setting(tmp_path, monkey
         _tiny_config(seed=1),
         _tiny_config(image_size=20),
         _tiny_config(views_per_object=3),
+        _tiny_config(max_angle=np.pi / 4),
+        _tiny_config(vary_lighting=False),
     ):
         assert P.cache_path(str(tmp_path), changed, "train") not in {
             os.path.join(tmp_path, f) for f in files

@@ -12,7 +12,7 @@ from tiny import tiny_batch, tiny_setup
 from seqjepa_jax import optimizers, sharding
 from seqjepa_jax.models.seqjepa import prediction_loss
 from seqjepa_jax.state import ema_update
-from seqjepa_jax.train_step import jit_train_step, make_train_step, probe_losses
+from seqjepa_jax.train_step import effective_rank, jit_train_step, make_train_step, probe_losses
 
 
 def run_steps(num_steps=3, use_ema=True, seed=0, model=None, num_views=4, optimizer="adam"):
@@ -157,3 +157,16 @@ def test_step_metrics_report_schedules():
     np.testing.assert_allclose(history[0]["ema_tau"], 0.9, rtol=1e-6)
     for key in ("grad_norm", "param_norm", "encoder_spread", "ssl_loss", "probe_ce"):
         assert np.isfinite(history[-1][key])
+
+
+def test_effective_rank_matches_numpy_and_bounds():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(64, 16)).astype(np.float32)
+    s = np.linalg.svd(z - z.mean(0), compute_uv=False).astype(np.float64)
+    p = s / s.sum()
+    expected = np.exp(-np.sum(p * np.log(p)))
+    np.testing.assert_allclose(float(effective_rank(jnp.asarray(z))), expected, rtol=1e-4)
+    # Embeddings on one line through the mean have rank 1; isotropic ones approach min(N, D).
+    line = np.outer(rng.normal(size=64), rng.normal(size=16)).astype(np.float32)
+    assert float(effective_rank(jnp.asarray(line))) == pytest.approx(1.0, abs=1e-3)
+    assert 12.0 < expected <= 16.0

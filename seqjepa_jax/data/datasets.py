@@ -136,6 +136,8 @@ def _procedural_splits(config: ml_collections.ConfigDict, splits: tuple[str, ...
         views_per_object=data.views_per_object,
         image_size=data.procedural.render_size,
         seed=data.procedural.seed,
+        max_angle=data.procedural.max_angle,
+        vary_lighting=data.procedural.vary_lighting,
     )
     cache = os.path.expanduser(data.data_dir or os.path.join(DEFAULT_CACHE, "procedural"))
     return procedural.load_or_render(cache, spec, splits=splits)

@@ -26,7 +26,6 @@ fixed key: a rerun gives the same numbers.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 from typing import Any
@@ -228,11 +227,6 @@ def evaluate_checkpoint(
     validate_config(config, device_count=mesh.devices.size, process_count=jax.process_count())
     if options.knn_k < 1:
         raise ValueError(f"--knn_k={options.knn_k} must be >= 1.")
-    if (options.plots or options.heatmap_runs) and importlib.util.find_spec("matplotlib") is None:
-        raise ValueError(
-            "The figures need matplotlib: pip install 'seqjepa_jax[eval]', or pass --noplots "
-            "and no --heatmap_runs."
-        )
     other_runs = []
     if options.heatmap_runs:  # read now: a wrong path must not cost a whole evaluation
         from seqjepa_jax.evaluation import plots

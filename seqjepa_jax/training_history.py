@@ -1,0 +1,121 @@
+"""What a training run measured over time, kept in the workdir and drawn as one PNG (issue 9).
+
+The run appends one JSON line per logged interval to `<workdir>/history.jsonl`: the mean train
+metrics (`kind="train"`: losses, online-probe accuracy, the collapse indicators `encoder_spread`
+and `encoder_effective_rank` of `train_step.py`) and, at each validation, the online probes scored
+on held-out objects (`kind="eval"`: `online_accuracy` of the class probe on the aggregate of M_tr
+views, `online_action_r2_*` of the relative-action probe on encoder pairs; `report.py`). A resumed
+run keeps the lines up to the step it resumes from and drops later ones (they belong to steps
+that are being trained again), so the file always describes one run.
+
+`training_curves_figure` draws held-out accuracy, relative-action R² and the collapse
+indicators against the step, with the run's final frozen-feature probes of the trained and the
+randomly initialised model as reference lines: the "what you should see" plot of the README.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from etils import epath
+
+HISTORY_FILE = "history.jsonl"
+TRAINING_CURVES_FILE = "training_curves.png"
+
+
+class TrainingHistory:
+    """Append-only JSON-lines record of a run's metrics (`<workdir>/history.jsonl`).
+
+    Attributes:
+      records: every record so far, oldest first (dicts with "step" and "kind").
+    """
+
+    def __init__(self, workdir: str, start_step: int, *, write: bool = True) -> None:
+        """Loads the records of steps <= start_step (a fresh run: none) and rewrites the file.
+
+        `write=False` (hosts other than 0) keeps the records in memory only.
+        """
+        self._path = epath.Path(workdir) / HISTORY_FILE
+        self._write = write
+        self.records: list[dict[str, Any]] = []
+        if self._path.exists():
+            for line in self._path.read_text().splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    if record["step"] <= start_step:
+                        self.records.append(record)
+        if write:
+            self._path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+
+    def add(self, step: int, kind: str, values: dict[str, float]) -> None:
+        """Records `values` (JSON numbers) of `kind` ("train" or "eval") at `step`."""
+        record = {"step": int(step), "kind": kind, **{k: float(v) for k, v in values.items()}}
+        self.records.append(record)
+        if self._write:
+            with self._path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def series(self, kind: str, key: str) -> tuple[list[int], list[float]]:
+        """(steps, values) of one metric of one kind, in step order."""
+        rows = [(r["step"], r[key]) for r in self.records if r["kind"] == kind and key in r]
+        rows.sort()
+        return [s for s, _ in rows], [v for _, v in rows]
+
+
+def training_curves_figure(
+    history: TrainingHistory,
+    final_probes: dict[str, dict[str, float]],
+    *,
+    m_tr: int,
+    path: str,
+    title: str = "",
+) -> Any:
+    """Writes the three-panel training-curve PNG to `path` and returns the matplotlib Figure.
+
+    Panels: held-out top-1 (online class probe over training; final frozen aggregate probe at
+    M_val = m_tr), held-out relative-action R² (uniform; online probe over training, final frozen
+    MLP probe), and the collapse indicators of the train batches.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, 3)
+    panels: Sequence[tuple[Any, str, str, str]] = (
+        (axes[0], "online_accuracy", f"agg_m{m_tr}_accuracy", "held-out top-1 (%)"),
+        (axes[1], "online_action_r2_uniform", "relative_action_r2_uniform",
+         "held-out relative-action R² (uniform)"),
+    )  # fmt: skip
+    styles = {"trained": ("tab:blue", "--"), "random_init": ("tab:gray", ":")}
+    for ax, online_key, final_key, label in panels:
+        steps, values = history.series("eval", online_key)
+        ax.plot(steps, values, "o-", color="tab:orange", label="online probe (held-out)")
+        for name, scores in final_probes.items():
+            if final_key in scores:
+                colour, dash = styles.get(name, ("black", "-."))
+                ax.axhline(scores[final_key], color=colour, linestyle=dash,
+                           label=f"final frozen probe, {name.replace('_', ' ')}")  # fmt: skip
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    ax = axes[2]
+    steps, spread = history.series("train", "encoder_spread")
+    ax.plot(steps, spread, color="tab:green", label="encoder spread (1 = isotropic)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("spread")
+    ax.grid(alpha=0.3)
+    rank_axis = ax.twinx()
+    steps, rank = history.series("train", "encoder_effective_rank")
+    rank_axis.plot(steps, rank, color="tab:purple", label="encoder effective rank")
+    rank_axis.set_ylabel("effective rank")
+    handles = ax.get_legend_handles_labels()[0] + rank_axis.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=7, loc="lower left")
+    ax.set_title("collapse indicators (train batches)", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with epath.Path(path).open("wb") as f:
+        fig.savefig(f, dpi=110, format="png")
+    return fig
