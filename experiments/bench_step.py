@@ -27,7 +27,19 @@ batch 32 and cifar100 at batch 64, each in float32 and bfloat16) runs, each meas
 subprocess so that the peak RSS is its own. `--xla_cpu_fast` runs the measurement(s) with
 `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=reduce` (first_probe_findings.md: ~1.8x faster
 on the project's CPU). `--width`, `--stage_sizes` and `--image_size` shrink the encoder for smoke
-tests; the recorded measurements use the official sizes.
+tests; the recorded measurements use the official sizes. `first_step_s` is the first execution
+after compilation; `device_kind` names the device (e.g. the CPU or GPU model).
+
+Regression check (docs/benchmarks.md), before merging a change to the model or the step:
+
+  python experiments/bench_step.py --check experiments/results/bench_step_cpu.jsonl --margin 0.15
+
+re-runs each distinct measurement of the baseline file (the newest record per `match_key`:
+recipe, batch, dtype, device count, XLA_FLAGS and encoder size; each in a fresh subprocess with
+the baseline's own XLA_FLAGS), prints a table of baseline vs current median step time and exits
+1 if any is slower by more than the margin, 2 if a measurement has no baseline on this
+machine's device count. Compare on the machine that recorded the baseline, with nothing else
+running: wall time is only comparable there.
 """
 
 from __future__ import annotations
@@ -58,7 +70,12 @@ RECORD_KEYS = (
     "batch",
     "dtype",
     "devices",
+    "device_kind",
+    "width",
+    "stage_sizes",
+    "image_size",
     "compile_s",
+    "first_step_s",
     "step_s_median",
     "step_s_min",
     "step_s_max",
@@ -140,8 +157,10 @@ def measure(
     compiled = step_fn.lower(state, device_batch).compile()
     compile_s = time.perf_counter() - start
 
-    state, metrics = compiled(state, device_batch)  # warm-up (first execution), not timed
+    start = time.perf_counter()
+    state, metrics = compiled(state, device_batch)  # warm-up (first execution), not in the median
     jax.block_until_ready((state, metrics))
+    first_step_s = time.perf_counter() - start
     times = []
     for _ in range(steps):
         start = time.perf_counter()
@@ -157,7 +176,12 @@ def measure(
         "batch": batch,
         "dtype": dtype,
         "devices": jax.device_count(),
+        "device_kind": jax.devices()[0].device_kind,
+        "width": width,
+        "stage_sizes": list(stage_sizes),
+        "image_size": size,
         "compile_s": round(compile_s, 3),
+        "first_step_s": round(first_step_s, 4),
         "step_s_median": round(median, 4),
         "step_s_min": round(min(times), 4),
         "step_s_max": round(max(times), 4),
@@ -168,39 +192,233 @@ def measure(
     }
 
 
-def subprocess_env(xla_cpu_fast: bool) -> dict[str, str]:
-    """This process's environment, with the fast XLA:CPU flag appended to XLA_FLAGS if asked."""
+def subprocess_env(xla_cpu_fast: bool, xla_flags: str | None = None) -> dict[str, str]:
+    """This process's environment for a measurement subprocess.
+
+    `xla_flags`, if given, replaces XLA_FLAGS (a `--check` rerun uses the baseline's flags
+    exactly); the fast XLA:CPU flag is then appended if asked and not already there.
+    """
     env = dict(os.environ)
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
     if xla_cpu_fast and FAST_XLA_FLAG not in env.get("XLA_FLAGS", ""):
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {FAST_XLA_FLAG}".strip()
     return env
 
 
-def _measure_in_subprocess(args: argparse.Namespace, recipe: str, batch: int, dtype: str) -> str:
+def measurement_command(
+    recipe: str,
+    batch: int,
+    dtype: str,
+    steps: int,
+    *,
+    width: int = 64,
+    stage_sizes: Sequence[int] = (2, 2, 2, 2),
+    image_size: int | None = None,
+    seed: int = 0,
+    python: str | None = None,
+) -> list[str]:
+    """The command line that runs one measurement of this script (with `python`, default ours)."""
     command = [
-        sys.executable,
+        python or sys.executable,
         os.path.abspath(__file__),
         f"--recipe={recipe}",
         f"--batch={batch}",
         f"--dtype={dtype}",
-        f"--steps={args.steps}",
-        f"--width={args.width}",
-        f"--stage_sizes={','.join(map(str, args.stage_sizes))}",
-        f"--seed={args.seed}",
+        f"--steps={steps}",
+        f"--width={width}",
+        f"--stage_sizes={','.join(map(str, stage_sizes))}",
+        f"--seed={seed}",
     ]
-    if args.image_size:
-        command.append(f"--image_size={args.image_size}")
-    result = subprocess.run(
-        command,
-        env=subprocess_env(args.xla_cpu_fast),
-        stdout=subprocess.PIPE,
-        check=True,
-        text=True,
-    )
+    if image_size:
+        command.append(f"--image_size={image_size}")
+    return command
+
+
+def run_json_command(command: Sequence[str], env: dict[str, str] | None = None) -> dict:
+    """Runs a measurement subprocess and returns the one JSON record it prints on stdout."""
+    result = subprocess.run(list(command), env=env, stdout=subprocess.PIPE, check=True, text=True)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if len(lines) != 1:
         raise RuntimeError(f"Expected one JSON line from {command}, got: {result.stdout!r}")
-    return lines[0]
+    return json.loads(lines[0])
+
+
+def _measure_in_subprocess(
+    args: argparse.Namespace,
+    recipe: str,
+    batch: int,
+    dtype: str,
+    *,
+    xla_flags: str | None = None,
+    width: int | None = None,
+    stage_sizes: Sequence[int] | None = None,
+    image_size: int | None = None,
+) -> dict:
+    command = measurement_command(
+        recipe,
+        batch,
+        dtype,
+        args.steps,
+        width=width or args.width,
+        stage_sizes=stage_sizes or args.stage_sizes,
+        image_size=image_size or args.image_size,
+        seed=args.seed,
+    )
+    # A --check rerun takes the baseline's XLA_FLAGS as they are.
+    env = subprocess_env(args.xla_cpu_fast and xla_flags is None, xla_flags)
+    return run_json_command(command, env)
+
+
+# ------------------------------------------------------------------------------------------------
+# Regression check (--check): pure functions on records, then the command-line flow.
+
+DEFAULT_MARGIN = 0.15
+
+
+def match_key(record: dict) -> tuple:
+    """What makes two records the same measurement: recipe, batch, dtype, device count, XLA
+    flags and the encoder size (records written before width/stage_sizes/image_size were
+    recorded are the official sizes)."""
+    return (
+        record["recipe"],
+        int(record["batch"]),
+        record["dtype"],
+        int(record["devices"]),
+        record.get("xla_flags", "").strip(),
+        int(record.get("width", 64)),
+        tuple(record.get("stage_sizes", (2, 2, 2, 2))),
+        int(record.get("image_size") or RECIPES[record["recipe"]]["image_size"]),
+    )
+
+
+def latest_baselines(baseline: Sequence[dict]) -> dict[tuple, dict]:
+    """The newest (last) baseline record of each `match_key`, keyed in first-seen order."""
+    latest: dict[tuple, dict] = {}
+    for record in baseline:
+        latest[match_key(record)] = record
+    return latest
+
+
+def compare_to_baseline(
+    baseline: Sequence[dict], current: Sequence[dict], margin: float = DEFAULT_MARGIN
+) -> list[dict]:
+    """One row per current record: its baseline's median step time, the ratio and a status.
+
+    status is "ok", "slower" (ratio > 1 + margin, a regression), "faster" (ratio < 1 - margin:
+    consider recording a new baseline) or "no baseline" (no record with the same `match_key`,
+    e.g. another device count). The newest baseline record of a key is the reference.
+    """
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}.")
+    latest = latest_baselines(baseline)
+    rows = []
+    for record in current:
+        row = {
+            "recipe": record["recipe"],
+            "batch": record["batch"],
+            "dtype": record["dtype"],
+            "devices": record["devices"],
+            "xla_flags": record.get("xla_flags", ""),
+            "current_s": record["step_s_median"],
+            "baseline_s": None,
+            "ratio": None,
+            "status": "no baseline",
+        }
+        base = latest.get(match_key(record))
+        if base is not None:
+            ratio = record["step_s_median"] / base["step_s_median"]
+            row.update(baseline_s=base["step_s_median"], ratio=round(ratio, 3))
+            if ratio > 1 + margin:
+                row["status"] = "slower"
+            elif ratio < 1 - margin:
+                row["status"] = "faster"
+            else:
+                row["status"] = "ok"
+        rows.append(row)
+    return rows
+
+
+def check_exit_code(rows: Sequence[dict]) -> int:
+    """0 if every row is ok or faster, 1 if any is slower, 2 if any has no baseline (or none)."""
+    statuses = {row["status"] for row in rows}
+    if not rows or "no baseline" in statuses:
+        return 2
+    return 1 if "slower" in statuses else 0
+
+
+def format_check_table(rows: Sequence[dict], margin: float = DEFAULT_MARGIN) -> str:
+    """A fixed-width table of `compare_to_baseline` rows."""
+    header = f"{'recipe':<10} {'batch':>5} {'dtype':<9} {'dev':>3} {'ynn':<3} "
+    header += f"{'baseline s':>10} {'now s':>8} {'ratio':>6}  status (margin {margin:.0%})"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        ynn = "yes" if FAST_XLA_FLAG in row["xla_flags"] else "no"
+        base = "-" if row["baseline_s"] is None else f"{row['baseline_s']:.4f}"
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
+        lines.append(
+            f"{row['recipe']:<10} {row['batch']:>5} {row['dtype']:<9} {row['devices']:>3} "
+            f"{ynn:<3} {base:>10} {row['current_s']:>8.4f} {ratio:>6}  {row['status']}"
+        )
+    return "\n".join(lines)
+
+
+def load_records(path: str) -> list[dict]:
+    """The JSON lines of a results file; clear errors for a missing file or a bad line."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"Baseline file {path!r} does not exist. Record one first with "
+            f"`python experiments/bench_step.py --output {path}`."
+        )
+    records = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            missing = {"recipe", "batch", "dtype", "devices", "step_s_median"} - set(record)
+            if missing:
+                raise ValueError(
+                    f"{path}:{number} lacks {sorted(missing)}: not a bench_step.py record. "
+                    "Pass a file written by `bench_step.py --output`."
+                )
+            if record["recipe"] not in RECIPES:
+                raise ValueError(f"{path}:{number}: unknown recipe {record['recipe']!r}.")
+            records.append(record)
+    if not records:
+        raise ValueError(f"Baseline file {path!r} has no records.")
+    return records
+
+
+def run_check(args: argparse.Namespace) -> tuple[list[dict], int]:
+    """Re-measures every distinct baseline measurement in a fresh subprocess, with the
+    baseline's own XLA_FLAGS and sizes, prints the comparison table; returns (records, code)."""
+    baseline = load_records(args.check)
+    current = []
+    for record in latest_baselines(baseline).values():
+        current.append(
+            _measure_in_subprocess(
+                args,
+                record["recipe"],
+                int(record["batch"]),
+                record["dtype"],
+                xla_flags=record.get("xla_flags", ""),
+                width=int(record.get("width", 64)),
+                stage_sizes=tuple(record.get("stage_sizes", (2, 2, 2, 2))),
+                image_size=record.get("image_size"),
+            )
+        )
+        print(json.dumps(current[-1]), flush=True)
+    rows = compare_to_baseline(baseline, current, args.margin)
+    print(format_check_table(rows, args.margin), flush=True)
+    code = check_exit_code(rows)
+    if code == 2:
+        print(
+            "Some measurements have no baseline with the same devices/flags/sizes: run the check "
+            "on a machine like the baseline's, or record a new baseline with --output.",
+            file=sys.stderr,
+        )
+    return current, code
 
 
 def _parse_stage_sizes(text: str) -> tuple[int, ...]:
@@ -240,23 +458,44 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None, help="append the JSON lines to this file")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--check",
+        default=None,
+        metavar="FILE",
+        help="re-run the measurements recorded in FILE (a jsonl baseline) and exit 1 if any "
+        "median step is slower than its baseline by more than --margin",
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help="allowed relative slow-down for --check",
+    )
+    args = parser.parse_args(argv)
+    if args.check and args.recipe:
+        parser.error("--check re-runs the baseline's measurements; do not combine with --recipe.")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
-    """Runs the requested measurement(s); prints (and optionally appends) one JSON line each."""
+    """Runs the requested measurement(s); prints (and optionally appends) one JSON line each.
+
+    With --check, exits with `check_exit_code` after printing the comparison table.
+    """
     args = parse_args(argv)
-    if args.recipe is None:
-        lines = []
+    code = 0
+    if args.check:
+        records, code = run_check(args)
+    elif args.recipe is None:
+        records = []
         for recipe, batch, dtype in DEFAULT_MEASUREMENTS:
-            line = _measure_in_subprocess(args, recipe, batch, dtype)
-            print(line, flush=True)
-            lines.append(line)
+            records.append(_measure_in_subprocess(args, recipe, batch, dtype))
+            print(json.dumps(records[-1]), flush=True)
     else:
         batch = args.batch or (32 if args.recipe == "3diebench" else 64)
         if args.xla_cpu_fast and FAST_XLA_FLAG not in os.environ.get("XLA_FLAGS", ""):
             # XLA reads its flags when JAX starts: measure in a process that starts with them.
-            line = _measure_in_subprocess(args, args.recipe, batch, args.dtype)
+            record = _measure_in_subprocess(args, args.recipe, batch, args.dtype)
         else:
             record = measure(
                 args.recipe,
@@ -268,14 +507,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                 image_size=args.image_size,
                 seed=args.seed,
             )
-            line = json.dumps(record)
-        print(line, flush=True)
-        lines = [line]
+        print(json.dumps(record), flush=True)
+        records = [record]
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         with open(args.output, "a") as f:
-            f.writelines(line + "\n" for line in lines)
-    return [json.loads(line) for line in lines]
+            f.writelines(json.dumps(record) + "\n" for record in records)
+    if code:
+        raise SystemExit(code)
+    return records
 
 
 if __name__ == "__main__":
