@@ -132,3 +132,19 @@ def test_check_rejects_a_bad_baseline_file_before_measuring(bench, tmp_path):
         os.path.join(os.path.dirname(_PATH), "results", "bench_step_cpu.jsonl")
     )
     assert len(bench.latest_baselines(records)) == 8
+
+
+def test_check_command_reruns_the_baseline_measurement_and_fails_when_slower(
+    bench, tmp_path, capsys
+):
+    # A tiny baseline with an impossible 1 µs step: the re-run must be reported slower.
+    baseline = tmp_path / "baseline.jsonl"
+    record = _record(1e-6, recipe="cifar100", batch=2, width=4, stage_sizes=[1, 1], image_size=16)
+    baseline.write_text(json.dumps(record) + "\n")
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main([f"--check={baseline}", "--steps=1"])
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out
+    rerun = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    assert (rerun["batch"], rerun["width"], rerun["image_size"]) == (2, 4, 16)
+    assert rerun["xla_flags"] == "" and "slower" in out
