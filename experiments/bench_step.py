@@ -87,18 +87,17 @@ FAST_XLA_FLAG = "--xla_cpu_experimental_ynn_fusion_type=reduce"
 NUM_OBS = 3  # M_tr (official --seq-len 3), so V = 4 views per sample.
 
 
-def measure(
+def build_step(
     recipe: str,
     batch: int,
     dtype: str,
-    steps: int = 5,
     *,
     width: int = 64,
     stage_sizes: Sequence[int] = (2, 2, 2, 2),
     image_size: int | None = None,
     seed: int = 0,
-) -> dict:
-    """Compiles and times the training step once; returns the JSON record (see RECORD_KEYS).
+) -> tuple:
+    """(jitted step, train state, device batch) of a recipe, built as train.py builds them.
 
     JAX is imported here, so that a command-line run can set XLA_FLAGS before it is loaded.
     """
@@ -115,8 +114,6 @@ def measure(
         raise ValueError(f"Unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}.")
     if dtype not in DTYPES:
         raise ValueError(f"Unknown dtype {dtype!r}; choose one of {DTYPES}.")
-    if steps < 1:
-        raise ValueError(f"Need at least one timed step, got steps={steps}.")
     spec = RECIPES[recipe]
     # The official recipe (config_defaults: spec §5.3), built by the same functions as train.py.
     config = base_config()
@@ -152,7 +149,30 @@ def measure(
     step_fn = jit_train_step(
         make_train_step(model, probes, optimizer, learning_rate, ema_decay), mesh
     )
+    return step_fn, state, device_batch
 
+
+def measure(
+    recipe: str,
+    batch: int,
+    dtype: str,
+    steps: int = 5,
+    *,
+    width: int = 64,
+    stage_sizes: Sequence[int] = (2, 2, 2, 2),
+    image_size: int | None = None,
+    seed: int = 0,
+) -> dict:
+    """Compiles and times the training step once; returns the JSON record (see RECORD_KEYS)."""
+    import jax
+    import numpy as np
+
+    if steps < 1:
+        raise ValueError(f"Need at least one timed step, got steps={steps}.")
+    step_fn, state, device_batch = build_step(
+        recipe, batch, dtype, width=width, stage_sizes=stage_sizes, image_size=image_size, seed=seed
+    )
+    size = device_batch["views"].shape[2]
     start = time.perf_counter()
     compiled = step_fn.lower(state, device_batch).compile()
     compile_s = time.perf_counter() - start
