@@ -1,4 +1,4 @@
-"""Smoke test of experiments/bench_step.py on a tiny encoder (the step of spec §4.1 step 7)."""
+"""experiments/bench_step.py (a tiny step of spec §4.1 step 7) and its --check (bench_check.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,22 @@ import pytest
 _PATH = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "bench_step.py")
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_step", _PATH)
+def _load(name: str):
+    path = os.path.join(os.path.dirname(_PATH), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load("bench_step")
+
+
+@pytest.fixture(scope="module")
+def check():
+    return _load("bench_check")
 
 
 def test_tiny_measurement_prints_one_complete_record(bench, capsys):
@@ -68,7 +78,7 @@ def _record(step_s, recipe="3diebench", batch=32, dtype="float32", devices=1, fl
     }
 
 
-def test_check_flags_only_slowdowns_beyond_the_margin(bench):
+def test_check_flags_only_slowdowns_beyond_the_margin(check):
     baseline = [
         _record(1.0),
         _record(2.0, dtype="bfloat16"),
@@ -79,20 +89,20 @@ def test_check_flags_only_slowdowns_beyond_the_margin(bench):
         _record(2.4, dtype="bfloat16"),  # 20 % slower
         _record(3.0, recipe="cifar100", batch=64),  # 25 % faster
     ]
-    rows = bench.compare_to_baseline(baseline, current, margin=0.15)
+    rows = check.compare_to_baseline(baseline, current, margin=0.15)
     assert [row["status"] for row in rows] == ["ok", "slower", "faster"]
     assert [row["ratio"] for row in rows] == [1.149, 1.2, 0.75]
     assert [row["baseline_s"] for row in rows] == [1.0, 2.0, 4.0]
-    assert bench.check_exit_code(rows) == 1
-    assert bench.check_exit_code([rows[0], rows[2]]) == 0
+    assert check.check_exit_code(rows) == 1
+    assert check.check_exit_code([rows[0], rows[2]]) == 0
     # A wider margin accepts the 20 % slow-down.
-    assert bench.check_exit_code(bench.compare_to_baseline(baseline, current, margin=0.25)) == 0
-    table = bench.format_check_table(rows)
+    assert check.check_exit_code(check.compare_to_baseline(baseline, current, margin=0.25)) == 0
+    table = check.format_check_table(rows)
     assert table.count("\n") == 4 and "slower" in table and "1.200" in table
 
 
-def test_check_matches_devices_flags_and_sizes_and_uses_the_newest_baseline(bench):
-    fast = bench.FAST_XLA_FLAG
+def test_check_matches_devices_flags_and_sizes_and_uses_the_newest_baseline(check):
+    fast = check.FAST_XLA_FLAG
     baseline = [
         _record(1.0),
         _record(0.5, flags=fast),
@@ -100,10 +110,10 @@ def test_check_matches_devices_flags_and_sizes_and_uses_the_newest_baseline(benc
         _record(0.1, width=8, stage_sizes=[1, 1], image_size=16),
     ]
     # Old records (no width/image_size) are the official sizes.
-    assert bench.match_key(_record(1.0)) == bench.match_key(
+    assert check.match_key(_record(1.0)) == check.match_key(
         _record(1.0, width=64, stage_sizes=[2, 2, 2, 2], image_size=128)
     )
-    rows = bench.compare_to_baseline(
+    rows = check.compare_to_baseline(
         baseline,
         [
             _record(1.0, flags=fast),
@@ -113,25 +123,25 @@ def test_check_matches_devices_flags_and_sizes_and_uses_the_newest_baseline(benc
     )
     assert [row["baseline_s"] for row in rows] == [9.0, None, 0.1]
     assert [row["status"] for row in rows] == ["faster", "no baseline", "ok"]
-    assert bench.check_exit_code(rows) == 2
-    assert bench.check_exit_code([]) == 2
-    assert len(bench.latest_baselines(baseline)) == 3
+    assert check.check_exit_code(rows) == 2
+    assert check.check_exit_code([]) == 2
+    assert len(check.latest_baselines(baseline)) == 3
 
 
-def test_check_rejects_a_bad_baseline_file_before_measuring(bench, tmp_path):
+def test_check_rejects_a_bad_baseline_file_before_measuring(check, tmp_path):
     with pytest.raises(FileNotFoundError, match="Record one first"):
-        bench.load_records(str(tmp_path / "missing.jsonl"))
+        check.load_records(str(tmp_path / "missing.jsonl"))
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"recipe": "3diebench", "batch": 32}) + "\n")
     with pytest.raises(ValueError, match=r"bad.jsonl:1 lacks \['devices', 'dtype'"):
-        bench.load_records(str(bad))
+        check.load_records(str(bad))
     with pytest.raises(ValueError, match="margin"):
-        bench.compare_to_baseline([], [], margin=-0.1)
+        check.compare_to_baseline([], [], margin=-0.1)
     # The recorded CPU baseline of the repository parses.
-    records = bench.load_records(
+    records = check.load_records(
         os.path.join(os.path.dirname(_PATH), "results", "bench_step_cpu.jsonl")
     )
-    assert len(bench.latest_baselines(records)) == 8
+    assert len(check.latest_baselines(records)) == 8
 
 
 def test_check_command_reruns_the_baseline_measurement_and_fails_when_slower(
