@@ -27,7 +27,19 @@ batch 32 and cifar100 at batch 64, each in float32 and bfloat16) runs, each meas
 subprocess so that the peak RSS is its own. `--xla_cpu_fast` runs the measurement(s) with
 `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=reduce` (first_probe_findings.md: ~1.8x faster
 on the project's CPU). `--width`, `--stage_sizes` and `--image_size` shrink the encoder for smoke
-tests; the recorded measurements use the official sizes.
+tests; the recorded measurements use the official sizes. `first_step_s` is the first execution
+after compilation; `device_kind` names the device (e.g. the CPU or GPU model).
+
+Regression check (docs/benchmarks.md), before merging a change to the model or the step:
+
+  python experiments/bench_step.py --check experiments/results/bench_step_cpu.jsonl --margin 0.15
+
+re-runs each distinct measurement of the baseline file (the newest record per `match_key`:
+recipe, batch, dtype, device count, XLA_FLAGS and encoder size; each in a fresh subprocess with
+the baseline's own XLA_FLAGS), prints a table of baseline vs current median step time and exits
+1 if any is slower by more than the margin, 2 if a measurement has no baseline on this
+machine's device count. Compare on the machine that recorded the baseline, with nothing else
+running: wall time is only comparable there.
 """
 
 from __future__ import annotations
@@ -58,7 +70,12 @@ RECORD_KEYS = (
     "batch",
     "dtype",
     "devices",
+    "device_kind",
+    "width",
+    "stage_sizes",
+    "image_size",
     "compile_s",
+    "first_step_s",
     "step_s_median",
     "step_s_min",
     "step_s_max",
@@ -70,18 +87,17 @@ FAST_XLA_FLAG = "--xla_cpu_experimental_ynn_fusion_type=reduce"
 NUM_OBS = 3  # M_tr (official --seq-len 3), so V = 4 views per sample.
 
 
-def measure(
+def build_step(
     recipe: str,
     batch: int,
     dtype: str,
-    steps: int = 5,
     *,
     width: int = 64,
     stage_sizes: Sequence[int] = (2, 2, 2, 2),
     image_size: int | None = None,
     seed: int = 0,
-) -> dict:
-    """Compiles and times the training step once; returns the JSON record (see RECORD_KEYS).
+) -> tuple:
+    """(jitted step, train state, device batch) of a recipe, built as train.py builds them.
 
     JAX is imported here, so that a command-line run can set XLA_FLAGS before it is loaded.
     """
@@ -98,8 +114,6 @@ def measure(
         raise ValueError(f"Unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}.")
     if dtype not in DTYPES:
         raise ValueError(f"Unknown dtype {dtype!r}; choose one of {DTYPES}.")
-    if steps < 1:
-        raise ValueError(f"Need at least one timed step, got steps={steps}.")
     spec = RECIPES[recipe]
     # The official recipe (config_defaults: spec §5.3), built by the same functions as train.py.
     config = base_config()
@@ -135,13 +149,38 @@ def measure(
     step_fn = jit_train_step(
         make_train_step(model, probes, optimizer, learning_rate, ema_decay), mesh
     )
+    return step_fn, state, device_batch
 
+
+def measure(
+    recipe: str,
+    batch: int,
+    dtype: str,
+    steps: int = 5,
+    *,
+    width: int = 64,
+    stage_sizes: Sequence[int] = (2, 2, 2, 2),
+    image_size: int | None = None,
+    seed: int = 0,
+) -> dict:
+    """Compiles and times the training step once; returns the JSON record (see RECORD_KEYS)."""
+    import jax
+    import numpy as np
+
+    if steps < 1:
+        raise ValueError(f"Need at least one timed step, got steps={steps}.")
+    step_fn, state, device_batch = build_step(
+        recipe, batch, dtype, width=width, stage_sizes=stage_sizes, image_size=image_size, seed=seed
+    )
+    size = device_batch["views"].shape[2]
     start = time.perf_counter()
     compiled = step_fn.lower(state, device_batch).compile()
     compile_s = time.perf_counter() - start
 
-    state, metrics = compiled(state, device_batch)  # warm-up (first execution), not timed
+    start = time.perf_counter()
+    state, metrics = compiled(state, device_batch)  # warm-up (first execution), not in the median
     jax.block_until_ready((state, metrics))
+    first_step_s = time.perf_counter() - start
     times = []
     for _ in range(steps):
         start = time.perf_counter()
@@ -157,7 +196,12 @@ def measure(
         "batch": batch,
         "dtype": dtype,
         "devices": jax.device_count(),
+        "device_kind": jax.devices()[0].device_kind,
+        "width": width,
+        "stage_sizes": list(stage_sizes),
+        "image_size": size,
         "compile_s": round(compile_s, 3),
+        "first_step_s": round(first_step_s, 4),
         "step_s_median": round(median, 4),
         "step_s_min": round(min(times), 4),
         "step_s_max": round(max(times), 4),
@@ -168,39 +212,82 @@ def measure(
     }
 
 
-def subprocess_env(xla_cpu_fast: bool) -> dict[str, str]:
-    """This process's environment, with the fast XLA:CPU flag appended to XLA_FLAGS if asked."""
+def subprocess_env(xla_cpu_fast: bool, xla_flags: str | None = None) -> dict[str, str]:
+    """This process's environment for a measurement subprocess.
+
+    `xla_flags`, if given, replaces XLA_FLAGS (a `--check` rerun uses the baseline's flags
+    exactly); the fast XLA:CPU flag is then appended if asked and not already there.
+    """
     env = dict(os.environ)
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
     if xla_cpu_fast and FAST_XLA_FLAG not in env.get("XLA_FLAGS", ""):
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {FAST_XLA_FLAG}".strip()
     return env
 
 
-def _measure_in_subprocess(args: argparse.Namespace, recipe: str, batch: int, dtype: str) -> str:
+def measurement_command(
+    recipe: str,
+    batch: int,
+    dtype: str,
+    steps: int,
+    *,
+    width: int = 64,
+    stage_sizes: Sequence[int] = (2, 2, 2, 2),
+    image_size: int | None = None,
+    seed: int = 0,
+    python: str | None = None,
+) -> list[str]:
+    """The command line that runs one measurement of this script (with `python`, default ours)."""
     command = [
-        sys.executable,
+        python or sys.executable,
         os.path.abspath(__file__),
         f"--recipe={recipe}",
         f"--batch={batch}",
         f"--dtype={dtype}",
-        f"--steps={args.steps}",
-        f"--width={args.width}",
-        f"--stage_sizes={','.join(map(str, args.stage_sizes))}",
-        f"--seed={args.seed}",
+        f"--steps={steps}",
+        f"--width={width}",
+        f"--stage_sizes={','.join(map(str, stage_sizes))}",
+        f"--seed={seed}",
     ]
-    if args.image_size:
-        command.append(f"--image_size={args.image_size}")
-    result = subprocess.run(
-        command,
-        env=subprocess_env(args.xla_cpu_fast),
-        stdout=subprocess.PIPE,
-        check=True,
-        text=True,
-    )
+    if image_size:
+        command.append(f"--image_size={image_size}")
+    return command
+
+
+def run_json_command(command: Sequence[str], env: dict[str, str] | None = None) -> dict:
+    """Runs a measurement subprocess and returns the one JSON record it prints on stdout."""
+    result = subprocess.run(list(command), env=env, stdout=subprocess.PIPE, check=True, text=True)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if len(lines) != 1:
         raise RuntimeError(f"Expected one JSON line from {command}, got: {result.stdout!r}")
-    return lines[0]
+    return json.loads(lines[0])
+
+
+def _measure_in_subprocess(
+    args: argparse.Namespace,
+    recipe: str,
+    batch: int,
+    dtype: str,
+    *,
+    xla_flags: str | None = None,
+    width: int | None = None,
+    stage_sizes: Sequence[int] | None = None,
+    image_size: int | None = None,
+) -> dict:
+    command = measurement_command(
+        recipe,
+        batch,
+        dtype,
+        args.steps,
+        width=width or args.width,
+        stage_sizes=stage_sizes or args.stage_sizes,
+        image_size=image_size or args.image_size,
+        seed=args.seed,
+    )
+    # A --check rerun takes the baseline's XLA_FLAGS as they are.
+    env = subprocess_env(args.xla_cpu_fast and xla_flags is None, xla_flags)
+    return run_json_command(command, env)
 
 
 def _parse_stage_sizes(text: str) -> tuple[int, ...]:
@@ -240,23 +327,47 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None, help="append the JSON lines to this file")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--check",
+        default=None,
+        metavar="FILE",
+        help="re-run the measurements recorded in FILE (a jsonl baseline) and exit 1 if any "
+        "median step is slower than its baseline by more than --margin",
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=0.15,
+        help="allowed relative slow-down for --check",
+    )
+    args = parser.parse_args(argv)
+    if args.check and args.recipe:
+        parser.error("--check re-runs the baseline's measurements; do not combine with --recipe.")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
-    """Runs the requested measurement(s); prints (and optionally appends) one JSON line each."""
+    """Runs the requested measurement(s); prints (and optionally appends) one JSON line each.
+
+    With --check, exits with `check_exit_code` after printing the comparison table.
+    """
     args = parse_args(argv)
-    if args.recipe is None:
-        lines = []
+    code = 0
+    if args.check:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import bench_check  # the regression check (it imports this module)
+
+        records, code = bench_check.run_check(args)
+    elif args.recipe is None:
+        records = []
         for recipe, batch, dtype in DEFAULT_MEASUREMENTS:
-            line = _measure_in_subprocess(args, recipe, batch, dtype)
-            print(line, flush=True)
-            lines.append(line)
+            records.append(_measure_in_subprocess(args, recipe, batch, dtype))
+            print(json.dumps(records[-1]), flush=True)
     else:
         batch = args.batch or (32 if args.recipe == "3diebench" else 64)
         if args.xla_cpu_fast and FAST_XLA_FLAG not in os.environ.get("XLA_FLAGS", ""):
             # XLA reads its flags when JAX starts: measure in a process that starts with them.
-            line = _measure_in_subprocess(args, args.recipe, batch, args.dtype)
+            record = _measure_in_subprocess(args, args.recipe, batch, args.dtype)
         else:
             record = measure(
                 args.recipe,
@@ -268,14 +379,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                 image_size=args.image_size,
                 seed=args.seed,
             )
-            line = json.dumps(record)
-        print(line, flush=True)
-        lines = [line]
+        print(json.dumps(record), flush=True)
+        records = [record]
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         with open(args.output, "a") as f:
-            f.writelines(line + "\n" for line in lines)
-    return [json.loads(line) for line in lines]
+            f.writelines(json.dumps(record) + "\n" for record in records)
+    if code:
+        raise SystemExit(code)
+    return records
 
 
 if __name__ == "__main__":

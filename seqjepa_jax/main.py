@@ -46,6 +46,17 @@ flags.mark_flags_as_required(["config", "workdir"])
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=reduce"
 
 
+def xla_flags_with_ynn(xla_flags: str, enabled: bool) -> str:
+    """XLA_FLAGS with YNN_FLAG appended when `enabled` and no ynn_fusion_type is set already.
+
+    A ynn_fusion_type the user put in XLA_FLAGS wins; `--noxla_cpu_fast` leaves XLA_FLAGS
+    untouched (docs/benchmarks.md).
+    """
+    if not enabled or "ynn_fusion_type" in xla_flags:
+        return xla_flags
+    return f"{xla_flags} {YNN_FLAG}".strip()
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, after `config_overrides.check_config_overrides` (clear errors)."""
     from seqjepa_jax.config_overrides import check_config_overrides
@@ -61,8 +72,10 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv: list[str]) -> None:
     """Entry point for absl."""
     del argv
-    if FLAGS.xla_cpu_fast and "ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {YNN_FLAG}".strip()
+    # At the entry point, not at import: XLA reads its flags when JAX starts, which is below.
+    xla_flags = xla_flags_with_ynn(os.environ.get("XLA_FLAGS", ""), FLAGS.xla_cpu_fast)
+    if xla_flags:
+        os.environ["XLA_FLAGS"] = xla_flags
     from seqjepa_jax import distributed
 
     distributed.initialize(
