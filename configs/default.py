@@ -7,11 +7,22 @@ Run (renders the dataset once into ~/.cache/seqjepa_jax, then trains and evaluat
 Differences from the official 3DIEBench recipe (configs/3diebench.py), all for CPU speed: 64 px
 views and a narrow ResNet (width 16, one block per stage, the official ImageNet stem), a narrower
 action embedding and predictor, a smaller batch and fewer epochs over fewer objects (1200 train /
-300 held-out objects of 12 classes, 12 views each). The model, the
-step, the schedules and every fidelity switch are the official ones.
+300 held-out objects of 12 classes, 12 views each). The model, the step, the schedules and every
+fidelity switch are the official ones.
+
+The scene is made easier than 3DIEBench's (issue 9; experiments/results/default_sweep.md): each
+Euler angle is drawn from ±π/4 instead of ±π/2, and the floor and spot light are the same in every
+view, so that views differ by the pose alone. With 3DIEBench's scene the same budget learns
+classes but no rotation at all (relative-rotation R² < 0, like a random network). The OOD split
+(300 objects, |angle| ≥ π/2, spec §6.2) is rendered only when evaluating with `--ood`.
+
+Variants: `:tiny` (tests and smoke runs), `:gpu` (full ResNet-18 at 128 px on 3DIEBench's full
+scene, for an accelerator; see the README's GPU recipe).
 """
 
 from __future__ import annotations
+
+import math
 
 import ml_collections
 
@@ -28,6 +39,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.procedural.num_train_objects = 1200
     config.data.procedural.num_val_objects = 300
     config.data.procedural.render_size = 64
+    config.data.procedural.num_ood_objects = 300
+    config.data.procedural.max_angle = math.pi / 4
+    config.data.procedural.vary_lighting = False
 
     config.model.stem = "imagenet"
     config.model.width = 16
@@ -41,7 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.warmup_epochs = 2
     config.train.learning_rate = 1e-3
     config.train.log_every_steps = 20
-    config.train.eval_every_epochs = 10
+    config.train.eval_every_epochs = 5
     config.train.checkpoint_every_steps = 500
 
     config.eval.batch_size = 128
@@ -75,6 +89,32 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.eval.num_views = 4
         config.eval.probe_steps = 20
         config.eval.probe_hidden = 16
+        config.data.procedural.num_ood_objects = 8
+    elif arg == "gpu":
+        # Full ResNet-18 and the official head sizes (configs/3diebench.py) at 128 px, on the
+        # 3DIEBench scene (full rotation range, varying lights), with more objects and epochs.
+        config.data.image_size = 128
+        config.data.procedural.render_size = 128
+        config.data.procedural.num_train_objects = 4000
+        config.data.procedural.num_val_objects = 500
+        config.data.procedural.num_ood_objects = 500
+        config.data.procedural.max_angle = math.pi / 2
+        config.data.procedural.vary_lighting = True
+        config.model.width = 64
+        config.model.stage_sizes = (2, 2, 2, 2)
+        config.model.act_proj_dim = 128
+        config.model.pred_hidden = 1024
+        config.model.probe_hidden = 1024
+        config.train.batch_size = 256
+        config.train.num_epochs = 200
+        config.train.warmup_epochs = 10
+        config.train.eval_every_epochs = 20
+        config.train.checkpoint_every_steps = 1000
+        config.eval.max_train_objects = 4000
+        config.eval.max_eval_objects = 500
+        config.eval.probe_hidden = 1024
     elif arg:
-        raise ValueError(f"Unknown variant {arg!r} for configs/default.py; use 'tiny' or none.")
+        raise ValueError(
+            f"Unknown variant {arg!r} for configs/default.py; use 'tiny', 'gpu' or none."
+        )
     return config

@@ -110,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--data_dir", default="", help="procedural cache ('' = default)")
     args = parser.parse_args(argv)
     sys.path.insert(0, ROOT)
+    from seqjepa_jax.main import xla_flags_with_ynn
+
+    # As `python -m seqjepa_jax.main` does by default: set before JAX starts.
+    os.environ["XLA_FLAGS"] = xla_flags_with_ynn(os.environ.get("XLA_FLAGS", ""), True)
     from seqjepa_jax.evaluation import plots
 
     chosen = [v for v in VARIANTS if not args.only or v["name"] in args.only.split(",")]

@@ -48,6 +48,7 @@ POINTS: dict[str, dict[str, object]] = {
         "data.procedural.vary_lighting": False,
         "data.procedural.num_train_objects": 4000,
         "data.views_per_object": 8,
+        "eval.num_views": 8,
         "train.num_epochs": 15,
     },
 }
@@ -61,10 +62,10 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="extra override a.b=value")
     args = parser.parse_args()
 
-    from seqjepa_jax.main import YNN_FLAG
+    from seqjepa_jax.main import xla_flags_with_ynn
 
     # As `python -m seqjepa_jax.main` does by default: set before JAX starts.
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {YNN_FLAG}".strip()
+    os.environ["XLA_FLAGS"] = xla_flags_with_ynn(os.environ.get("XLA_FLAGS", ""), True)
     from seqjepa_jax import train
     from seqjepa_jax.config_defaults import load_config_file, set_field
 

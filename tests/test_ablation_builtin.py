@@ -9,7 +9,10 @@ import os
 _PATH = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "ablation_builtin.py")
 
 
-def test_tiny_ablation_writes_table_ledger_and_heatmap(tmp_path):
+def test_tiny_ablation_writes_table_ledger_and_heatmap(tmp_path, monkeypatch):
+    # main() appends the YNN flag to XLA_FLAGS (as `seqjepa_jax.main` does); restore it afterwards
+    # so that later tests' subprocesses see the session's flags.
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
     spec = importlib.util.spec_from_file_location("ablation_builtin", _PATH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

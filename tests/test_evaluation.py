@@ -200,12 +200,17 @@ def test_regression_task_checks_target_shape_and_combined_scores_concatenate():
 
 def test_regression_tasks_follow_the_official_probes_of_each_data_kind():
     config = load_config("default", "tiny")
+    config.data.procedural.vary_lighting = True  # 3DIEBench's scene
     names = {t.name: t.head for t in tasks.regression_tasks(config)[0]}
     assert names == {
         "relative_rotation": "mlp",
         "individual_rotation": "mlp",
         "relative_colour": "linear",
     }
+    # The default's fixed lighting has no colour change to regress: no colour probe.
+    config.data.procedural.vary_lighting = False
+    names = [t.name for t in tasks.regression_tasks(config)[0]]
+    assert names == ["relative_rotation", "individual_rotation"]
     config.data.name, config.data.latent_type = "cifar100", "aug"
     regressions, combined = tasks.regression_tasks(config)
     assert [t.name for t in regressions] == [

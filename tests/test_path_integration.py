@@ -117,7 +117,8 @@ def test_ood_rows_never_enter_a_fit(monkeypatch):
 
 
 def test_ood_refusals_name_the_fix(tmp_path, monkeypatch):
-    config = load_config("default", "tiny")  # procedural, num_ood_objects = 0
+    config = load_config("default", "tiny")
+    config.data.procedural.num_ood_objects = 0
     config.eval.ood = True
     with pytest.raises(ValueError, match="num_ood_objects to a positive count"):
         validate_config(config, device_count=1)
@@ -128,9 +129,7 @@ def test_ood_refusals_name_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(program, "load_states", forbidden)
     monkeypatch.setattr(program, "build_data", forbidden)
     with pytest.raises(ValueError, match="num_ood_objects"):
-        program.evaluate_checkpoint(
-            load_config("default", "tiny"), str(tmp_path), program.EvalOptions(ood=True)
-        )
+        program.evaluate_checkpoint(config, str(tmp_path), program.EvalOptions(ood=True))
     real = load_config("default", "tiny")
     real.data.name, real.data.num_classes = "3diebench", 55
     real.eval.ood = True

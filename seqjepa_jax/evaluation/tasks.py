@@ -61,6 +61,12 @@ def relative_colours(features: dict[str, np.ndarray]) -> np.ndarray:
     return latents_lib.relative_actions(features["latents"], "color")
 
 
+def _lighting_varies(config: ml_collections.ConfigDict) -> bool:
+    """False for a procedural scene with fixed floor and spot (`vary_lighting=False`): its colour
+    targets are all zero, so a colour probe would score nothing."""
+    return config.data.name != "procedural" or bool(config.data.procedural.vary_lighting)
+
+
 def regression_tasks(
     config: ml_collections.ConfigDict,
 ) -> tuple[tuple[RegressionTask, ...], dict[str, tuple[str, ...]]]:
@@ -72,8 +78,9 @@ def regression_tasks(
             RegressionTask(
                 "individual_rotation", "single", lambda f: rotation_targets(f["latents"])
             ),
-            RegressionTask("relative_colour", "pair", relative_colours, head="linear"),
         )
+        if _lighting_varies(config):
+            tasks += (RegressionTask("relative_colour", "pair", relative_colours, head="linear"),)
         return tasks, {}
     if kind == "augment":
         tasks = [
