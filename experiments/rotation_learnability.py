@@ -10,8 +10,8 @@ self-supervised run on it cannot either.
 
   python experiments/rotation_learnability.py --max_angle 0.785 --fixed_lighting --steps 600
 
-Measured on the 2-core development CPU with this procedure (5000 train / 200 held-out objects, 8 views, 64 px, batch
-64, Adam 1e-3, 600 steps, about 2 minutes each; R² uniform / pooled):
+Measured on the 2-core development CPU with this procedure (5000 train / 200 held-out objects,
+8 views, 64 px, batch 64, Adam 1e-3, 600 steps, about 2 minutes each; R² uniform / pooled):
 
 | scene | relative-rotation R² |
 |---|---|
