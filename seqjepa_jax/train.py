@@ -368,7 +368,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if jax.process_index() == 0:
         curves = str(epath.Path(workdir) / TRAINING_CURVES_FILE)
         training_curves_figure(
-            history, probe_results, m_tr=config.train.seq_len, path=curves, title=workdir
+            history,
+            probe_results,
+            m_tr=config.train.seq_len,
+            path=curves,
+            title=f"{config.data.name} data, M_tr = {config.train.seq_len}, seed {config.seed}",
         )
         logging.info("Training curves: %s", curves)
     for name, values in probe_results.items():

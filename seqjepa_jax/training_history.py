@@ -16,13 +16,15 @@ randomly initialised model as reference lines: the "what you should see" plot of
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from etils import epath
 
 HISTORY_FILE = "history.jsonl"
 TRAINING_CURVES_FILE = "training_curves.png"
+# The R² panel's lower edge: R² has no lower bound, and an overfitted probe on random features can
+# score -30, which would flatten every other curve; such values are written under the axis.
+R2_AXIS_FLOOR = -1.0
 
 
 class TrainingHistory:
@@ -75,31 +77,49 @@ def training_curves_figure(
     """Writes the three-panel training-curve PNG to `path` and returns the matplotlib Figure.
 
     Panels: held-out top-1 (online class probe over training; final frozen aggregate probe at
-    M_val = m_tr), held-out relative-action R² (uniform; online probe over training, final frozen
-    MLP probe), and the collapse indicators of the train batches.
+    M_val = m_tr), held-out relative-action R² (both names; online probe over training, final
+    frozen MLP probe; values below `R2_AXIS_FLOOR` are listed as text), and the collapse
+    indicators of the train batches.
     """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(13, 3.6))
     axes = fig.subplots(1, 3)
-    panels: Sequence[tuple[Any, str, str, str]] = (
-        (axes[0], "online_accuracy", f"agg_m{m_tr}_accuracy", "held-out top-1 (%)"),
-        (axes[1], "online_action_r2_uniform", "relative_action_r2_uniform",
-         "held-out relative-action R² (uniform)"),
-    )  # fmt: skip
     styles = {"trained": ("tab:blue", "--"), "random_init": ("tab:gray", ":")}
-    for ax, online_key, final_key, label in panels:
-        steps, values = history.series("eval", online_key)
-        ax.plot(steps, values, "o-", color="tab:orange", label="online probe (held-out)")
-        for name, scores in final_probes.items():
-            if final_key in scores:
-                colour, dash = styles.get(name, ("black", "-."))
-                ax.axhline(scores[final_key], color=colour, linestyle=dash,
-                           label=f"final frozen probe, {name.replace('_', ' ')}")  # fmt: skip
+    accuracy, r2 = axes[0], axes[1]
+    steps, values = history.series("eval", "online_accuracy")
+    accuracy.plot(steps, values, "o-", color="tab:orange", label="online probe (held-out)")
+    r2_floor = R2_AXIS_FLOOR
+    for definition, marker in (("uniform", "o-"), ("pooled", "s--")):
+        steps, values = history.series("eval", f"online_action_r2_{definition}")
+        r2.plot(steps, values, marker, color="tab:orange", label=f"online probe, {definition}")
+        r2_floor = min(r2_floor, *values) if values else r2_floor
+    off_scale = []
+    for name, scores in final_probes.items():
+        colour, dash = styles.get(name, ("black", "-."))
+        label = name.replace("_", " ")
+        key = f"agg_m{m_tr}_accuracy"
+        if key in scores:
+            accuracy.axhline(scores[key], color=colour, linestyle=dash,
+                             label=f"final frozen probe, {label}")  # fmt: skip
+        for definition in ("uniform", "pooled"):
+            value = scores.get(f"relative_action_r2_{definition}")
+            if value is None:
+                continue
+            if value < max(r2_floor, R2_AXIS_FLOOR):
+                off_scale.append(f"{label} {definition}: {value:.2f}")
+                continue
+            r2.axhline(value, color=colour, linestyle=dash if definition == "uniform" else "-.",
+                       label=f"final frozen, {label}, {definition}")  # fmt: skip
+    r2.set_ylim(bottom=max(r2_floor, R2_AXIS_FLOOR) - 0.05, top=1.0)
+    if off_scale:
+        r2.text(0.02, 0.02, "below the axis (final frozen): " + "; ".join(off_scale),
+                transform=r2.transAxes, fontsize=6.5, va="bottom")  # fmt: skip
+    for ax, label in ((accuracy, "held-out top-1 (%)"), (r2, "held-out relative-action R²")):
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=6.5, loc="center right" if ax is r2 else "lower right")
     ax = axes[2]
     steps, spread = history.series("train", "encoder_spread")
     ax.plot(steps, spread, color="tab:green", label="encoder spread (1 = isotropic)")
