@@ -23,9 +23,11 @@ differs (a workdir reused with another model config).
 
 from __future__ import annotations
 
+import contextlib
 import logging as pylogging
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -71,7 +73,8 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def all_steps(self) -> list[int]:
-        """Every saved step, oldest first."""
+        """Every saved step, oldest first, as this run's manager sees them (its cache is kept
+        current by its own saves and reloads; `saved_steps` reads a directory from outside)."""
         return sorted(self._manager.all_steps())
 
     def should_save(self, step: int) -> bool:
@@ -182,6 +185,34 @@ def leaf_shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
     }
 
 
+@contextlib.contextmanager
+def _read_only_manager(directory: str) -> Iterator[ocp.CheckpointManager | None]:
+    """A manager that reads `directory` and creates and changes nothing; None if it is not a
+    directory (local path or URL such as gs://bucket/dir)."""
+    if not epath.Path(directory).is_dir():
+        yield None
+        return
+    manager = ocp.CheckpointManager(
+        absolute(directory),
+        options=ocp.CheckpointManagerOptions(read_only=True),
+        item_handlers=ocp.StandardCheckpointHandler(),
+    )
+    try:
+        yield manager
+    finally:
+        manager.close()
+
+
+def saved_steps(directory: str) -> list[int]:
+    """Steps of the complete checkpoints in `directory`, oldest first (empty if there is none).
+
+    Reads the directory only. Temporary folders of an unfinished or killed save never count (Orbax
+    lists finalised step folders only).
+    """
+    with _read_only_manager(directory) as manager:
+        return [] if manager is None else sorted(manager.all_steps())
+
+
 def stored_shapes(
     directory: str, step: int | None = None
 ) -> tuple[int, dict[str, tuple[tuple[int, ...], str]]] | None:
@@ -189,14 +220,9 @@ def stored_shapes(
 
     Reads metadata only; creates and changes nothing. None when there is no readable step.
     """
-    if not epath.Path(directory).is_dir():
-        return None
-    manager = ocp.CheckpointManager(
-        absolute(directory),
-        options=ocp.CheckpointManagerOptions(read_only=True),
-        item_handlers=ocp.StandardCheckpointHandler(),
-    )
-    try:
+    with _read_only_manager(directory) as manager:
+        if manager is None:
+            return None
         steps = sorted(manager.all_steps(), reverse=True) if step is None else [step]
         for candidate in steps:
             try:
@@ -208,8 +234,6 @@ def stored_shapes(
             if metadata is not None:
                 return candidate, leaf_shapes(metadata)
         return None
-    finally:
-        manager.close()
 
 
 def first_mismatch(

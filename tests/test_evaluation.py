@@ -106,6 +106,22 @@ def test_frozen_report_on_features_that_encode_pose_and_class():
     assert out["relative_action_r2_uniform"] > 0.8
 
 
+def test_frozen_report_leaves_the_callers_feature_dicts_unchanged():
+    """The report adds no key (e.g. a one-view `z0`) to the train, test or OOD dicts it gets."""
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        return {"z": rng.normal(size=(n, 2, 4)), "label": np.arange(n) % 2, "agg_1": np.eye(n, 3)}
+
+    train, test, ood = split(8), split(4), split(4)
+    keys = [set(d) for d in (train, test, ood)]
+    report.frozen_probe_report(
+        train, test, num_classes=2, m_values=(1,), probe_steps=2, probe_hidden=4,
+        regressions=(), ood=ood,
+    )  # fmt: skip
+    assert [set(d) for d in (train, test, ood)] == keys
+
+
 def test_r2_definitions_on_relative_quaternions_predicted_by_their_column_means():
     """Predicting each column's mean: uniform R² is exactly 0, pooled R² is the share of the total
     spread that lies between the column means (the w column's mean ≈ 0.5; spec §7.3)."""

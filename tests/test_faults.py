@@ -115,6 +115,14 @@ def test_unfinished_save_is_ignored_and_cleaned(three_steps):
     assert not os.path.exists(partial)
 
 
+def test_saved_steps_lists_complete_steps_and_changes_nothing(three_steps):
+    os.makedirs(os.path.join(three_steps, "4.orbax-checkpoint-tmp-1234"))
+    before = files_of(os.path.dirname(three_steps)), sorted(os.listdir(three_steps))
+    assert checkpointing.saved_steps(three_steps) == [1, 2, 3]
+    assert checkpointing.saved_steps(os.path.join(three_steps, "absent")) == []
+    assert (files_of(os.path.dirname(three_steps)), sorted(os.listdir(three_steps))) == before
+
+
 def test_check_compatible_names_the_first_different_leaf(three_steps):
     before = files_of(three_steps)
     checkpointing.check_compatible(three_steps, abstract(small_state(0.0)))  # same shapes: fine

@@ -1,4 +1,4 @@
-"""Tests of the procedural 3D-object dataset (seqjepa_jax.data.procedural)."""
+"""Tests of the procedural 3D-object dataset (seqjepa_jax.data.procedural, procedural_cache)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from seqjepa_jax.data import procedural as P
+from seqjepa_jax.data import procedural_cache as PC
 from seqjepa_jax.data.procedural_shapes import (
     CLASS_NAMES,
     _inside_points,
@@ -204,7 +205,7 @@ def test_config_validation_names_the_field(kwargs, field):
 
 def test_bad_arguments_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="split"):
-        P.load_or_render(str(tmp_path), P.ProceduralConfig(num_train_objects=1), ("test",))
+        PC.load_or_render(str(tmp_path), P.ProceduralConfig(num_train_objects=1), ("test",))
     with pytest.raises(ValueError, match="image_size"):
         P.render_objects(np.array([0]), 2, 4, seed=0)
     with pytest.raises(ValueError, match="object_ids"):
@@ -222,7 +223,7 @@ def _tiny_config(**kw: int) -> P.ProceduralConfig:
 
 def test_cache_round_trip_reuse_and_new_file_on_changed_setting(tmp_path, monkeypatch, caplog):
     cfg = _tiny_config()
-    first = P.load_or_render(str(tmp_path), cfg, splits=("train", "val", "ood"))
+    first = PC.load_or_render(str(tmp_path), cfg, splits=("train", "val", "ood"))
     files = sorted(os.listdir(tmp_path))
     assert len(files) == 3 and all(f.endswith(".npz") for f in files)
     assert first["ood"].object_ids.min() >= P.OOD_ID_OFFSET
@@ -231,8 +232,8 @@ def test_cache_round_trip_reuse_and_new_file_on_changed_setting(tmp_path, monkey
         raise AssertionError("re-rendered although a cache file exists")
 
     monkeypatch.setattr(P, "render_objects", fail)
-    with caplog.at_level(logging.INFO, logger=P.__name__):
-        second = P.load_or_render(str(tmp_path), cfg, splits=("train", "val", "ood"))
+    with caplog.at_level(logging.INFO, logger=PC.__name__):
+        second = PC.load_or_render(str(tmp_path), cfg, splits=("train", "val", "ood"))
     assert "reusing cache" in caplog.text
     for split in first:
         for f in dataclasses.fields(P.ViewArrays):
@@ -248,31 +249,31 @@ def test_cache_round_trip_reuse_and_new_file_on_changed_setting(tmp_path, monkey
         _tiny_config(max_angle=np.pi / 4),
         _tiny_config(vary_lighting=False),
     ):
-        assert P.cache_path(str(tmp_path), changed, "train") not in {
+        assert PC.cache_path(str(tmp_path), changed, "train") not in {
             os.path.join(tmp_path, f) for f in files
         }
-    P.load_or_render(str(tmp_path), _tiny_config(seed=1), splits=("train",))
+    PC.load_or_render(str(tmp_path), _tiny_config(seed=1), splits=("train",))
     assert len(os.listdir(tmp_path)) == 4
     # A split's file does not depend on the sizes of the other splits.
-    assert P.cache_path("d", _tiny_config(num_val_objects=9), "train") == P.cache_path(
+    assert PC.cache_path("d", _tiny_config(num_val_objects=9), "train") == PC.cache_path(
         "d", cfg, "train"
     )
 
 
 def test_truncated_cache_is_rendered_again_with_a_warning(tmp_path):
     cfg = _tiny_config()
-    good = P.load_or_render(str(tmp_path), cfg, splits=("val",))["val"]
-    path = P.cache_path(str(tmp_path), cfg, "val")
+    good = PC.load_or_render(str(tmp_path), cfg, splits=("val",))["val"]
+    path = PC.cache_path(str(tmp_path), cfg, "val")
     with open(path, "rb") as f:
         data = f.read()
     with open(path, "wb") as f:
         f.write(data[: len(data) // 2])
     with pytest.warns(UserWarning, match=os.path.basename(path)):
-        again = P.load_or_render(str(tmp_path), cfg, splits=("val",))["val"]
+        again = PC.load_or_render(str(tmp_path), cfg, splits=("val",))["val"]
     np.testing.assert_array_equal(again.images, good.images)
     # the damaged file was replaced by a good one, and no temporary file is left behind
     np.testing.assert_array_equal(
-        P._load_cache(path, P._cache_settings(cfg, "val")).images, good.images
+        PC._load_cache(path, PC._cache_settings(cfg, "val")).images, good.images
     )
     assert sorted(os.listdir(tmp_path)) == [os.path.basename(path)]
 

@@ -126,7 +126,7 @@ def build_view_sources(config: ml_collections.ConfigDict) -> tuple[ViewSource, V
 
 def _procedural_splits(config: ml_collections.ConfigDict, splits: tuple[str, ...]) -> dict:
     """Splits of the built-in objects from (or rendered into) the procedural cache."""
-    from seqjepa_jax.data import procedural
+    from seqjepa_jax.data import procedural, procedural_cache
 
     data = config.data
     spec = procedural.ProceduralConfig(
@@ -140,7 +140,7 @@ def _procedural_splits(config: ml_collections.ConfigDict, splits: tuple[str, ...
         vary_lighting=data.procedural.vary_lighting,
     )
     cache = os.path.expanduser(data.data_dir or os.path.join(DEFAULT_CACHE, "procedural"))
-    return procedural.load_or_render(cache, spec, splits=splits)
+    return procedural_cache.load_or_render(cache, spec, splits=splits)
 
 
 def check_ood_split(config: ml_collections.ConfigDict) -> None:

@@ -48,6 +48,7 @@ asynchronously round-robin over them, with bit-identical results.
 views on (seed, object id, in-distribution/OOD). Train, val and OOD objects use disjoint id ranges
 (`TRAIN_ID_OFFSET`, `VAL_ID_OFFSET`, `OOD_ID_OFFSET`), so val and OOD objects are never seen in
 training and no split depends on the size of another. The same seed gives bit-identical images.
+`procedural_cache.load_or_render` renders each split once and caches it on disk.
 """
 
 from __future__ import annotations
@@ -55,14 +56,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import hashlib
-import json
-import logging
 import math
-import os
-import tempfile
-import warnings
-import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -83,14 +77,10 @@ __all__ = [
     "VAL_ID_OFFSET",
     "ProceduralConfig",
     "ViewArrays",
-    "cache_path",
-    "load_or_render",
     "render_objects",
     "sample_latents",
     "split_object_ids",
 ]
-
-log = logging.getLogger(__name__)
 
 # [floor_hue, spot_theta, spot_phi, spot_hue] of every view when lighting does not vary: a
 # blue-grey floor, the spot light half-way up its cone range and in front of the object (towards
@@ -418,112 +408,3 @@ def render_objects(
                 collect()
     labels = np.array([object_class(i) for i in ids], np.int32)
     return ViewArrays(images, latents.astype(np.float32), labels, ids.astype(np.int32))
-
-
-def _cache_settings(config: ProceduralConfig, split: str) -> dict[str, object]:
-    """Every setting that changes the pictures of one split (and nothing else)."""
-    return {
-        "renderer_version": RENDERER_VERSION,
-        "split": split,
-        "first_object_id": _SPLITS[split],
-        "num_objects": getattr(config, f"num_{split}_objects"),
-        "views_per_object": config.views_per_object,
-        "image_size": config.image_size,
-        "seed": config.seed,
-        "ood": split == "ood",
-        **_scene_settings(config),
-    }
-
-
-def _scene_settings(config: ProceduralConfig) -> dict[str, object]:
-    """The scene options that differ from 3DIEBench's (none for the default scene, so that
-    caches of the default scene keep their names)."""
-    out: dict[str, object] = {}
-    if config.max_angle != math.pi / 2:
-        out["max_angle"] = config.max_angle
-    if not config.vary_lighting:
-        out["vary_lighting"] = False
-    return out
-
-
-def cache_path(cache_dir: str, config: ProceduralConfig, split: str) -> str:
-    """Cache file of one split; its name holds a hash of `_cache_settings`."""
-    settings = _cache_settings(config, split)
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    name = (
-        f"procedural_{split}_{settings['num_objects']}obj_{config.views_per_object}v_"
-        f"{config.image_size}px_seed{config.seed}_{digest}.npz"
-    )
-    return os.path.join(cache_dir, name)
-
-
-def _save_atomic(path: str, arrays: ViewArrays, settings: dict[str, object]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp_", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(settings, sort_keys=True)),
-                     **dataclasses.asdict(arrays))  # fmt: skip
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _load_cache(path: str, settings: dict[str, object]) -> ViewArrays:
-    """Load and check a cache file; raises ValueError if it is unreadable or inconsistent."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            arrays = ViewArrays(**{f.name: z[f.name] for f in dataclasses.fields(ViewArrays)})
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"unreadable cache file {path}: {type(e).__name__}: {e}") from e
-    n, v, s = settings["num_objects"], settings["views_per_object"], settings["image_size"]
-    expected = {
-        "images": ((n, v, s, s, 3), np.uint8), "latents": ((n, v, 7), np.float32),
-        "labels": ((n,), np.int32), "object_ids": ((n,), np.int32),
-    }  # fmt: skip
-    if meta != settings:
-        raise ValueError(f"cache file {path} holds other settings: {meta} != {settings}")
-    for name, (shape, dtype) in expected.items():
-        a = getattr(arrays, name)
-        if a.shape != shape or a.dtype != dtype:
-            raise ValueError(f"cache file {path}: {name} is {a.dtype}{a.shape}, not {dtype}{shape}")
-    return arrays
-
-
-def load_or_render(
-    cache_dir: str, config: ProceduralConfig, splits: tuple[str, ...] = ("train", "val")
-) -> dict[str, ViewArrays]:
-    """Each requested split from its cache file under `cache_dir`, rendered and cached if absent.
-
-    Splits: "train", "val" (held-out instances) and "ood" (other held-out instances, OOD rotations).
-    A cache file is written once, atomically; a damaged one is re-rendered with a warning.
-    """
-    if isinstance(splits, str):
-        splits = (splits,)
-    for split in splits:
-        if split not in _SPLITS:
-            raise ValueError(f"unknown split {split!r} in splits; choose from {tuple(_SPLITS)}")
-    os.makedirs(cache_dir, exist_ok=True)
-    out = {}
-    for split in splits:
-        path, settings = cache_path(cache_dir, config, split), _cache_settings(config, split)
-        if os.path.exists(path):
-            try:
-                out[split] = _load_cache(path, settings)
-                log.info("procedural %s split: reusing cache %s", split, path)
-                continue
-            except ValueError as e:
-                warnings.warn(f"{e}; rendering it again and overwriting it", stacklevel=2)
-        log.info("procedural %s split: rendering %d objects -> %s", split,
-                 settings["num_objects"], path)  # fmt: skip
-        out[split] = render_objects(
-            split_object_ids(config, split), config.views_per_object, config.image_size,
-            config.seed, ood=split == "ood", max_angle=config.max_angle,
-            vary_lighting=config.vary_lighting, progress=True,
-        )  # fmt: skip
-        _save_atomic(path, out[split], settings)
-    return out

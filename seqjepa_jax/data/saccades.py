@@ -241,8 +241,12 @@ def _check_sequence_inputs(
     fovea_size: int,
     inhibition_radius: int | None,
     use_saliency: bool,
-) -> dict[str, int]:
-    """Validates one example's shapes and the sizes; returns the resolved static sizes."""
+    inhibition_of_return: bool,
+    transposed_centre: bool,
+    uniform_respects_ior: bool,
+) -> dict[str, int | bool]:
+    """Validates one example's shapes and the sizes (shared by :func:`saccade_sequence` and
+    :func:`saccade_batch`); returns every `_SEQUENCE_STATICS` argument, resolved."""
     if len(image_shape) != 3:
         raise ValueError(f"image must be (H, W, C), got shape {image_shape}.")
     if saliency_shape is None and use_saliency:
@@ -264,6 +268,10 @@ def _check_sequence_inputs(
         "num_saccades": num_saccades,
         "fovea_size": fovea_size,
         "inhibition_radius": _resolve_radius(inhibition_radius, fovea_size),
+        "use_saliency": bool(use_saliency),
+        "inhibition_of_return": bool(inhibition_of_return),
+        "transposed_centre": bool(transposed_centre),
+        "uniform_respects_ior": bool(uniform_respects_ior),
     }
 
 
@@ -289,26 +297,20 @@ def saccade_sequence(
     here, unlike the official STL-10 loader). Other flags: :func:`sample_fixations`,
     :func:`extract_glimpses`.
     """
-    sizes = _check_sequence_inputs(
+    statics = _check_sequence_inputs(
         tuple(image.shape),
         None if saliency is None else tuple(saliency.shape),
         num_saccades,
         fovea_size,
         inhibition_radius,
         use_saliency,
+        inhibition_of_return,
+        transposed_centre,
+        uniform_respects_ior,
     )
     if not jnp.issubdtype(image.dtype, jnp.floating):
         raise ValueError(f"image must be float (got {image.dtype}); convert uint8 with / 255.")
-    return _saccade_sequence_jit(
-        key,
-        image,
-        saliency,
-        use_saliency=bool(use_saliency),
-        inhibition_of_return=bool(inhibition_of_return),
-        transposed_centre=bool(transposed_centre),
-        uniform_respects_ior=bool(uniform_respects_ior),
-        **sizes,
-    )
+    return _saccade_sequence_jit(key, image, saliency, **statics)
 
 
 @functools.partial(
@@ -413,13 +415,16 @@ def saccade_batch(
         )
     if saliency is not None and (saliency.ndim != 3 or saliency.shape[0] != batch):
         raise ValueError(f"saliency must be (B, H, W) with B={batch}, got {tuple(saliency.shape)}.")
-    sizes = _check_sequence_inputs(
+    statics = _check_sequence_inputs(
         tuple(images.shape[1:]),
         None if saliency is None else tuple(saliency.shape[1:]),
         num_saccades,
         fovea_size,
         inhibition_radius,
         use_saliency,
+        inhibition_of_return,
+        transposed_centre,
+        uniform_respects_ior,
     )
     if not (images.dtype == jnp.uint8 or jnp.issubdtype(images.dtype, jnp.floating)):
         raise ValueError(f"images must be uint8 or float in [0, 1], got {images.dtype}.")
@@ -448,11 +453,7 @@ def saccade_batch(
         quantize_uint8=bool(quantize_uint8),
         mean=mean,
         std=std,
-        use_saliency=bool(use_saliency),
-        inhibition_of_return=bool(inhibition_of_return),
-        transposed_centre=bool(transposed_centre),
-        uniform_respects_ior=bool(uniform_respects_ior),
-        **sizes,
+        **statics,
     )
 
 

@@ -143,7 +143,9 @@ def frozen_probe_report(
     the fitted probes' predictions, never a fit or its standardisation.
     """
     report: dict[str, float] = {}
-    held_out = {"": test} if ood is None else {"": test, "ood_": ood}
+    # Shallow copies: the one-view `z0` inputs added below must not reach the caller's dicts.
+    train = dict(train)
+    held_out = {"": dict(test)} if ood is None else {"": dict(test), "ood_": dict(ood)}
 
     def stack(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         return np.concatenate(parts), np.cumsum([len(p) for p in parts])[:-1]

@@ -14,10 +14,7 @@ stores dataclasses, tuples or named tuples.
 
 from __future__ import annotations
 
-import os
 from typing import Any
-
-import orbax.checkpoint as ocp
 
 from seqjepa_jax import checkpointing
 from seqjepa_jax.checkpointing import checkpoint_dir  # noqa: F401 (re-exported)
@@ -30,21 +27,10 @@ HINT = (
 )
 
 
-def available_steps(directory: str) -> list[int]:
-    """Steps of the complete checkpoints in `directory` (empty if there is none)."""
-    if not os.path.isdir(directory):
-        return []
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False))
-    try:
-        return sorted(manager.all_steps())
-    finally:
-        manager.close()
-
-
 def choose_step(workdir: str, step: int | None) -> int:
     """`step`, or the newest one, after checking that the workdir holds it (clear ValueError)."""
     directory = checkpoint_dir(workdir)
-    steps = available_steps(directory)
+    steps = checkpointing.saved_steps(directory)
     if not steps:
         raise ValueError(
             f"No checkpoint in {directory}: train first (python -m seqjepa_jax.main "
