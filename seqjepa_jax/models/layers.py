@@ -15,6 +15,7 @@ same definitions:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -108,28 +109,75 @@ class BatchNorm(nn.Module):
             "use_running_average", self.use_running_average, use_running_average
         )
         features = x.shape[-1]
-        reduce_axes = tuple(range(x.ndim - 1))
         ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
         ra_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
-        x32 = x.astype(jnp.float32)
-        if use_running_average:
-            mean, var = ra_mean.value, ra_var.value
-        else:
-            mean = jnp.mean(x32, axis=reduce_axes)
-            # Two-pass variance: numerically safer than E[x²] - E[x]² for large activations.
-            var = jnp.mean(jnp.square(x32 - mean), axis=reduce_axes)
-            if not self.is_initializing():
-                n = 1
-                for axis in reduce_axes:
-                    n *= x.shape[axis]
-                running_var_update = var * (n / max(n - 1, 1)) if self.unbiased_running_var else var
-                ra_mean.value = (1.0 - self.momentum) * ra_mean.value + self.momentum * mean
-                ra_var.value = (1.0 - self.momentum) * ra_var.value + (
-                    self.momentum * running_var_update
-                )
-        y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon)
         if self.affine:
             scale = self.param("scale", self.scale_init, (features,), jnp.float32)
             bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
-            y = y * scale + bias
+        else:
+            scale, bias = jnp.ones((features,), jnp.float32), jnp.zeros((features,), jnp.float32)
+        if use_running_average:
+            rstd = jax.lax.rsqrt(ra_var.value + self.epsilon)
+            y = (x.astype(jnp.float32) - ra_mean.value) * rstd * scale + bias
+            return y.astype(self.dtype)
+        y, mean, var = batch_norm_train(x, scale, bias, self.epsilon)
+        if not self.is_initializing():
+            n = x.size // features
+            running_var_update = var * (n / max(n - 1, 1)) if self.unbiased_running_var else var
+            ra_mean.value = (1.0 - self.momentum) * ra_mean.value + self.momentum * mean
+            ra_var.value = (1.0 - self.momentum) * ra_var.value + (
+                self.momentum * running_var_update
+            )
         return y.astype(self.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_train(
+    x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Training-mode BatchNorm over every axis but the last: (y, batch mean, biased variance).
+
+    Statistics and `y` are float32 whatever the dtype of `x`; the variance is two-pass
+    (numerically safer than E[x²] - E[x]² for large activations). The VJP is the closed form
+    dx = γ·rstd·(g - mean(g) - x̂·mean(g·x̂)) (plus the terms of the mean and variance
+    outputs): two reductions and one elementwise pass, where autodiff of the forward formula
+    makes XLA:CPU run several more passes over every activation (docs/benchmarks.md).
+    """
+    return _batch_norm_forward(x, scale, bias, epsilon)[0]
+
+
+def _statistics(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    axes = tuple(range(x.ndim - 1))
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=axes)
+    var = jnp.mean(jnp.square(x32 - mean), axis=axes)
+    return x32, mean, var
+
+
+def _batch_norm_forward(
+    x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float
+) -> tuple[tuple[jax.Array, jax.Array, jax.Array], tuple]:
+    x32, mean, var = _statistics(x)
+    rstd = jax.lax.rsqrt(var + epsilon)
+    y = (x32 - mean) * rstd * scale + bias
+    return (y, mean, var), (x, mean, rstd, scale)
+
+
+def _batch_norm_backward(epsilon: float, residuals: tuple, cotangents: tuple) -> tuple:
+    del epsilon
+    x, mean, rstd, scale = residuals
+    grad_y, grad_mean, grad_var = cotangents
+    axes = tuple(range(x.ndim - 1))
+    n = x.size // x.shape[-1]
+    centred = x.astype(jnp.float32) - mean
+    normalised = centred * rstd
+    grad_bias = jnp.sum(grad_y, axis=axes)
+    grad_scale = jnp.sum(grad_y * normalised, axis=axes)
+    grad_x = (scale * rstd / n) * (n * grad_y - grad_bias - normalised * grad_scale)
+    # The mean and variance outputs feed only the running statistics, so these cotangents are
+    # zero in training; they are kept for a correct VJP.
+    grad_x = grad_x + grad_mean / n + centred * (2.0 * grad_var / n)
+    return grad_x.astype(x.dtype), grad_scale, grad_bias
+
+
+batch_norm_train.defvjp(_batch_norm_forward, _batch_norm_backward)

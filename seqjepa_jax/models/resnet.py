@@ -15,6 +15,7 @@ stem).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,26 +32,88 @@ from seqjepa_jax.models.layers import (
 STEMS = ("imagenet", "cifar")
 
 
+def _pool_windows(x: jax.Array) -> list[jax.Array]:
+    """The 9 strided (3x3, stride 2, padding 1) windows of NHWC `x`, in row-major tap order."""
+    _, h, w, c = x.shape
+    out_h, out_w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+    return [
+        jax.lax.slice(
+            padded,
+            (0, dy, dx, 0),
+            (x.shape[0], dy + 2 * (out_h - 1) + 1, dx + 2 * (out_w - 1) + 1, c),
+            (1, 2, 2, 1),
+        )
+        for dy in range(3)
+        for dx in range(3)
+    ]
+
+
+def _pool_max_and_argmax(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Window maxima and the tap (0..8) of the first maximum, PyTorch's tie rule (strict >)."""
+    windows = _pool_windows(x)
+    result, index = windows[0], jnp.zeros(windows[0].shape, jnp.int8)
+    for tap, window in enumerate(windows[1:], start=1):
+        better = window > result
+        result = jnp.where(better, window, result)
+        index = jnp.where(better, jnp.int8(tap), index)
+    return result, index
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _max_pool(x: jax.Array, height: int, width: int) -> jax.Array:
+    del height, width  # only the backward pass needs the input size
+    return _pool_max_and_argmax(x)[0]
+
+
+def _max_pool_forward(x: jax.Array, height: int, width: int) -> tuple[jax.Array, jax.Array]:
+    del height, width
+    result, index = _pool_max_and_argmax(x)
+    return result, index
+
+
+def _max_pool_backward(
+    height: int, width: int, index: jax.Array, grad: jax.Array
+) -> tuple[jax.Array]:
+    # Each output's gradient goes to its window's first maximum (PyTorch's MaxPool2d backward):
+    # tap (dy, dx) of output (i, j) is padded-input pixel (2i + dy, 2j + dx), so scattering a
+    # tap's gradients is a pad with interior 1 and low padding (dy, dx). Summing the 9 pads is
+    # one elementwise fusion, instead of differentiating the chain of 8 maxima (which keeps
+    # every intermediate maximum alive for the backward pass).
+    out_h, out_w = grad.shape[1], grad.shape[2]
+    zero = jnp.zeros((), grad.dtype)
+    total = None
+    for tap in range(9):
+        dy, dx = divmod(tap, 3)
+        routed = jnp.where(index == tap, grad, zero)
+        placed = jax.lax.pad(
+            routed,
+            zero,
+            (
+                (0, 0, 0),
+                (dy, height + 2 - dy - (2 * (out_h - 1) + 1), 1),
+                (dx, width + 2 - dx - (2 * (out_w - 1) + 1), 1),
+                (0, 0, 0),
+            ),
+        )
+        total = placed if total is None else total + placed
+    return (total[:, 1 : height + 1, 1 : width + 1, :],)
+
+
+_max_pool.defvjp(_max_pool_forward, _max_pool_backward)
+
+
 def max_pool_3x3_stride2(x: jax.Array) -> jax.Array:
     """3x3 max-pool, stride 2, padding 1 (PyTorch `MaxPool2d(3, 2, 1)`), on NHWC input.
 
-    Written as a max over 9 strided slices of the -inf-padded input: numerically identical to
-    `nn.max_pool`, but its gradient is much faster on XLA:CPU (first_probe_findings.md).
+    The forward pass is a max over the 9 strided slices of the -inf-padded input (identical to
+    `nn.max_pool`). The gradient is PyTorch's: all of an output's gradient goes to the first
+    maximum of its window in row-major order. It is a custom VJP that keeps only an int8 tap
+    index per output: on XLA:CPU autodiff of `nn.max_pool` (select-and-scatter) and of the chain
+    of maxima were the slowest parts of the stem (first_probe_findings.md; the profile in
+    docs/benchmarks.md).
     """
-    _, h, w, _ = x.shape
-    out_h, out_w = (h + 2 - 3) // 2 + 1, (w + 2 - 3) // 2 + 1
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
-    result = None
-    for dy in range(3):
-        for dx in range(3):
-            window = jax.lax.slice(
-                padded,
-                (0, dy, dx, 0),
-                (padded.shape[0], dy + 2 * (out_h - 1) + 1, dx + 2 * (out_w - 1) + 1, x.shape[3]),
-                (1, 2, 2, 1),
-            )
-            result = window if result is None else jnp.maximum(result, window)
-    return result
+    return _max_pool(x, x.shape[1], x.shape[2])
 
 
 class BasicBlock(nn.Module):
