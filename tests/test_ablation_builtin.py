@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
-_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "ablation_builtin.py")
+from experiment_scripts import load_experiment
 
 
 def test_tiny_ablation_writes_table_ledger_and_heatmap(tmp_path, monkeypatch):
     # main() appends the YNN flag to XLA_FLAGS (as `seqjepa_jax.main` does); restore it afterwards
     # so that later tests' subprocesses see the session's flags.
     monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
-    spec = importlib.util.spec_from_file_location("ablation_builtin", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_experiment("ablation_builtin")
     workdir = tmp_path / "ablation"
     argv = [f"--workdir={workdir}", "--variant=tiny", "--epochs=1", f"--data_dir={tmp_path}/data"]
     rows = module.main(argv + ["--only=m_tr1_act,m_tr1_noact"])

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 
 import pytest
-
-_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "bench_input.py")
+from experiment_scripts import load_experiment
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_input", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_experiment("bench_input")
     return module
 
 

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
 import pytest
-
-_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "bench_step.py")
-
-
-def _load(name: str):
-    path = os.path.join(os.path.dirname(_PATH), f"{name}.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from experiment_scripts import EXPERIMENTS_DIR, load_experiment
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return _load("bench_step")
+    return load_experiment("bench_step")
 
 
 @pytest.fixture(scope="module")
 def check():
-    return _load("bench_check")
+    return load_experiment("bench_check")
 
 
 def test_tiny_measurement_prints_one_complete_record(bench, capsys):
@@ -138,9 +128,7 @@ def test_check_rejects_a_bad_baseline_file_before_measuring(check, tmp_path):
     with pytest.raises(ValueError, match="margin"):
         check.compare_to_baseline([], [], margin=-0.1)
     # The recorded CPU baseline of the repository parses.
-    records = check.load_records(
-        os.path.join(os.path.dirname(_PATH), "results", "bench_step_cpu.jsonl")
-    )
+    records = check.load_records(os.path.join(EXPERIMENTS_DIR, "results", "bench_step_cpu.jsonl"))
     assert len(check.latest_baselines(records)) == 8
 
 

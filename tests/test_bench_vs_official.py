@@ -3,14 +3,11 @@ models.py (the real official code is not vendored; spec §4.1 describes the step
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import sys
 
 import pytest
-
-_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "bench_vs_official.py")
+from experiment_scripts import load_experiment
 
 # The official interface the harness relies on (models.py:191-385): SeqJEPA_Transforms(img_size,
 # ema, **kwargs) with emb_dim, res_out_dim, forward(...) -> (loss, agg_out, z1, z2) and
@@ -52,9 +49,7 @@ class SeqJEPA_Transforms(nn.Module):
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_vs_official", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_experiment("bench_vs_official")
     return module
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
-_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "hlo_op_counts.py")
+from experiment_scripts import load_experiment
 
 HLO = """HloModule jit_train_step, entry_computation_layout={(f32[2,4]{1,0})->f32[4,2]{1,0}}
 
@@ -31,9 +28,7 @@ ENTRY %main.9 (x: f32[2,4]) -> f32[4,2] {
 
 
 def test_count_ops_splits_top_level_and_fusion_bodies():
-    spec = importlib.util.spec_from_file_location("hlo_op_counts", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_experiment("hlo_op_counts")
     counts = module.count_ops(HLO)
     top, fused = counts["top_level"], counts["in_fusions"]
     assert (top["copy"], top["convolution"], top["fusion"], top["tuple"]) == (1, 1, 1, 1)
