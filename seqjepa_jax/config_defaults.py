@@ -148,6 +148,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.num_views = 6
     config.eval.probe_steps = 500  # full-batch optimisation steps of each frozen probe.
     config.eval.probe_hidden = 1024  # hidden width of the frozen rotation MLP (official 1024).
+    # Fit MLP regressors on z-scored target columns (not official; docs/evaluation.md).
+    config.eval.standardise_targets = False
     config.eval.compare_random_init = True  # also probe a randomly initialised model.
     # Offline evaluation also scores the probes on the OOD split (spec §6.2; issue 10).
     config.eval.ood = False

@@ -267,3 +267,26 @@ def aug_config():
     config = load_config("default", "tiny")
     config.data.name, config.data.latent_type = "cifar100", "aug"
     return config
+
+
+def test_standardised_targets_fit_a_low_variance_column_that_raw_targets_leave_behind():
+    # Column 0 varies 1000x more than column 1 (like a quaternion's x vs its w for small
+    # rotations): on raw targets the MSE ignores column 1, so its R² (sklearn, per column) stays
+    # low; z-scored targets weigh both columns equally.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 6)).astype(np.float32)
+    y = np.stack([10.0 * x[:, 0], 0.01 * x[:, 1]], axis=1).astype(np.float32)
+    fit = dict(hidden=32, steps=300)
+    raw = probes.fit_regressor(x[:500], y[:500], x[500:], **fit)
+    scaled = probes.fit_regressor(x[:500], y[:500], x[500:], standardise_targets=True, **fit)
+    raw_r2 = r2_score(y[500:], raw, multioutput="raw_values")
+    scaled_r2 = r2_score(y[500:], scaled, multioutput="raw_values")
+    assert scaled_r2[1] > 0.9 and raw_r2[1] < 0.5, (raw_r2, scaled_r2)
+    assert scaled_r2[0] > 0.9
+    # Ridge is linear in the targets: the flag must not change its predictions.
+    np.testing.assert_allclose(
+        probes.fit_regressor(x[:500], y[:500], x[500:], head="linear", standardise_targets=True),
+        probes.fit_regressor(x[:500], y[:500], x[500:], head="linear"),
+        rtol=1e-5,
+        atol=1e-7,
+    )

@@ -130,6 +130,7 @@ def frozen_probe_report(
     regressions: Sequence[RegressionTask] | None = None,
     combined: Mapping[str, Sequence[str]] | None = None,
     ood: dict[str, np.ndarray] | None = None,
+    standardise_targets: bool = False,
 ) -> dict[str, float]:
     """Fits every frozen-feature probe on `train` features and scores it on `test` features.
 
@@ -141,6 +142,10 @@ def frozen_probe_report(
     `ood`: features of an out-of-distribution split (spec §6.2, issue 10). Every probe fitted on
     `train` is also scored on them, under the same key prefixed `ood_`; OOD rows only ever reach
     the fitted probes' predictions, never a fit or its standardisation.
+
+    `standardise_targets`: fit the MLP regressors on z-scored target columns
+    (`probes.fit_regressor`; `config.eval.standardise_targets`, off by default as in the official
+    protocol).
     """
     report: dict[str, float] = {}
     # Shallow copies: the one-view `z0` inputs added below must not reach the caller's dicts.
@@ -172,7 +177,13 @@ def frozen_probe_report(
         examples = [task.examples(split) for split in held_out.values()]
         test_x, cuts = stack([x for x, _ in examples])
         predictions = probes.fit_regressor(
-            train_x, train_y, test_x, head=task.head, hidden=probe_hidden, steps=probe_steps
+            train_x,
+            train_y,
+            test_x,
+            head=task.head,
+            hidden=probe_hidden,
+            steps=probe_steps,
+            standardise_targets=standardise_targets,
         )
         for prefix, (_, y), part in zip(held_out, examples, np.split(predictions, cuts)):
             outputs[prefix][task.name] = (y, part)
