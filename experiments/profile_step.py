@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import glob
 import json
 import os
 import re
@@ -79,8 +80,6 @@ def summarise(events: Iterable[tuple[str, str, int]], steps: int, step_s: float)
 
 def trace_events(trace_dir: str) -> list[tuple[str, str, int]]:
     """(thread name, event name, duration ns) of every event of the host planes of a trace."""
-    import glob
-
     import jax
 
     files = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)

@@ -210,7 +210,7 @@ def final_report(
             m_values=config.eval.m_val,
             probe_steps=config.eval.probe_steps,
             probe_hidden=config.eval.probe_hidden,
-            standardise_targets=bool(config.eval.get("standardise_targets", False)),
+            standardise_targets=config.eval.standardise_targets,
             individual_name=data.individual_target_name,
             individual_targets=data.individual_targets,
         )

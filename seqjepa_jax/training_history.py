@@ -89,11 +89,9 @@ def training_curves_figure(
     accuracy, r2 = axes[0], axes[1]
     steps, values = history.series("eval", "online_accuracy")
     accuracy.plot(steps, values, "o-", color="tab:orange", label="online probe (held-out)")
-    r2_floor = R2_AXIS_FLOOR
     for definition, marker in (("uniform", "o-"), ("pooled", "s--")):
         steps, values = history.series("eval", f"online_action_r2_{definition}")
         r2.plot(steps, values, marker, color="tab:orange", label=f"online probe, {definition}")
-        r2_floor = min(r2_floor, *values) if values else r2_floor
     off_scale = []
     for name, scores in final_probes.items():
         colour, dash = styles.get(name, ("black", "-."))
@@ -106,12 +104,12 @@ def training_curves_figure(
             value = scores.get(f"relative_action_r2_{definition}")
             if value is None:
                 continue
-            if value < max(r2_floor, R2_AXIS_FLOOR):
+            if value < R2_AXIS_FLOOR:
                 off_scale.append(f"{label} {definition}: {value:.2f}")
                 continue
             r2.axhline(value, color=colour, linestyle=dash if definition == "uniform" else "-.",
                        label=f"final frozen, {label}, {definition}")  # fmt: skip
-    r2.set_ylim(bottom=max(r2_floor, R2_AXIS_FLOOR) - 0.05, top=1.0)
+    r2.set_ylim(bottom=R2_AXIS_FLOOR - 0.05, top=1.0)
     if off_scale:
         r2.text(0.02, 0.02, "below the axis (final frozen): " + "; ".join(off_scale),
                 transform=r2.transAxes, fontsize=6.5, va="bottom")  # fmt: skip

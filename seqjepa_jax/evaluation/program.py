@@ -191,7 +191,7 @@ def probe_state(
         m_values=config.eval.m_val,
         probe_steps=config.eval.probe_steps,
         probe_hidden=config.eval.probe_hidden,
-        standardise_targets=bool(config.eval.get("standardise_targets", False)),
+        standardise_targets=config.eval.standardise_targets,
         regressions=regressions,
         combined=combined,
         ood=ood_features,

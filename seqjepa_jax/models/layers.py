@@ -118,7 +118,7 @@ class BatchNorm(nn.Module):
             scale, bias = jnp.ones((features,), jnp.float32), jnp.zeros((features,), jnp.float32)
         if use_running_average:
             rstd = jax.lax.rsqrt(ra_var.value + self.epsilon)
-            y = (x.astype(jnp.float32) - ra_mean.value) * rstd * scale + bias
+            y = _normalise(x.astype(jnp.float32), ra_mean.value, rstd, scale, bias)
             return y.astype(self.dtype)
         y, mean, var = batch_norm_train(x, scale, bias, self.epsilon)
         if not self.is_initializing():
@@ -146,21 +146,22 @@ def batch_norm_train(
     return _batch_norm_forward(x, scale, bias, epsilon)[0]
 
 
-def _statistics(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    axes = tuple(range(x.ndim - 1))
-    x32 = x.astype(jnp.float32)
-    mean = jnp.mean(x32, axis=axes)
-    var = jnp.mean(jnp.square(x32 - mean), axis=axes)
-    return x32, mean, var
+def _normalise(
+    x32: jax.Array, mean: jax.Array, rstd: jax.Array, scale: jax.Array, bias: jax.Array
+) -> jax.Array:
+    """(x - mean) · rstd · γ + β, in this order in training and evaluation alike."""
+    return (x32 - mean) * rstd * scale + bias
 
 
 def _batch_norm_forward(
     x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float
 ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], tuple]:
-    x32, mean, var = _statistics(x)
+    axes = tuple(range(x.ndim - 1))
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=axes)
+    var = jnp.mean(jnp.square(x32 - mean), axis=axes)
     rstd = jax.lax.rsqrt(var + epsilon)
-    y = (x32 - mean) * rstd * scale + bias
-    return (y, mean, var), (x, mean, rstd, scale)
+    return (_normalise(x32, mean, rstd, scale, bias), mean, var), (x, mean, rstd, scale)
 
 
 def _batch_norm_backward(epsilon: float, residuals: tuple, cotangents: tuple) -> tuple:

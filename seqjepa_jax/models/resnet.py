@@ -68,8 +68,7 @@ def _max_pool(x: jax.Array, height: int, width: int) -> jax.Array:
 
 def _max_pool_forward(x: jax.Array, height: int, width: int) -> tuple[jax.Array, jax.Array]:
     del height, width
-    result, index = _pool_max_and_argmax(x)
-    return result, index
+    return _pool_max_and_argmax(x)  # (output, residual for the backward pass)
 
 
 def _max_pool_backward(
