@@ -5,6 +5,14 @@ Run (3DIEBench in its release layout under DATA):
   python -m seqjepa_jax.main --config=configs/3diebench.py --workdir=workdirs/3diebench \
       --config.data.data_dir=DATA
 
+Baselines of the paper's Table 1 on the same recipe (spec §8; their defaults are
+`config.methods.<name>`):
+
+  python -m seqjepa_jax.main --config=configs/3diebench.py --workdir=workdirs/3diebench_simclr \
+      --config.data.data_dir=DATA --config.method=simclr
+
+with `--config.method=` byol, vicreg, vicreg_traj, equimod, byol_cond, sen or sie.
+
 Variants: `configs/3diebench.py:rotcolor` (the released rot+colour checkpoint, M_tr = 4),
 `:no_act_cond` (the paper's "w/o act cond" row), `:m_tr1` (M_tr = 1).
 What the official code really ran: ResNet-18 with the ImageNet stem on 128 px views, no

@@ -5,6 +5,10 @@ Run (TFDS prepares CIFAR-100 under DATA on first use when downloads are allowed)
   python -m seqjepa_jax.main --config=configs/cifar100.py --workdir=workdirs/cifar100 \
       --config.data.data_dir=DATA --config.data.download=True
 
+Baselines (spec §8) on the same views: add `--config.method=NAME` with NAME one of simclr,
+byol, vicreg, vicreg_traj, equimod, byol_cond, sen, sie; e.g. `--config.method=equimod
+--config.methods.equimod.equi_factor=0.5`.
+
 Variants: `:no_blur` (the official `--no-blur`, d_a 8), `:official_actions` (the official
 per-sample L2 normalisation of the parameters across views, Q4), `:smoke` (a tiny model and a few
 steps, for TFDS mock data in the tests or a quick check of the pipeline).

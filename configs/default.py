@@ -16,6 +16,12 @@ view, so that views differ by the pose alone. With 3DIEBench's scene the same bu
 classes but no rotation at all (relative-rotation R² < 0, like a random network). The OOD split
 (300 objects, |angle| ≥ π/2, spec §6.2) is rendered only when evaluating with `--ood`.
 
+Every baseline runs on the same data and budget with `--config.method=NAME` (simclr, byol,
+vicreg, vicreg_traj, equimod, byol_cond, sen, sie; seqjepa_jax/methods.py), e.g.
+
+  python -m seqjepa_jax.main --config=configs/default.py --workdir=workdirs/default_byol \
+      --config.method=byol
+
 Variants: `:tiny` (tests and smoke runs), `:gpu` (full ResNet-18 at 128 px on 3DIEBench's full
 scene, for an accelerator; see the README's GPU recipe).
 """
@@ -26,7 +32,7 @@ import math
 
 import ml_collections
 
-from seqjepa_jax.config_defaults import base_config
+from seqjepa_jax.config_defaults import base_config, shrink_method_heads
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -83,6 +89,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.model.pred_hidden = 16
         config.model.probe_hidden = 16
         config.model.num_layers = 2
+        shrink_method_heads(config, 16)
         config.train.batch_size = 8
         config.train.num_epochs = 2
         config.train.log_every_steps = 2

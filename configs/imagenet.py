@@ -15,6 +15,7 @@ ResNet-18, 5 fixations (M_tr = 4, as STL-10), and the saccade optimisation recip
 Probes are fitted on train and scored on validation. Add
 `--config.data.saccades.saliency_dir=SAL` for released per-image maps (SAL/{train,val}/<wnid>/
 <id>_sal.npy or <id>-sal.npy); without it the built-in spectral-residual saliency is used.
+Conv-IJEPA (spec §8.9) on the same glimpses: `--config.method=conv_ijepa`.
 Variants: `:official_centre` (Q20), `:no_saliency`, `:smoke` (a tiny model on 64-px crops).
 """
 

@@ -8,7 +8,9 @@ Run (TFDS prepares STL-10 under DATA on first use when downloads are allowed):
 With the released DeepGaze IIE maps (HF `Hafez/salmap-stl10`, laid out as
 SAL/{unlabelled,train,test}/saliency_<split>.npy, each (N, 1, 96, 96)) add
 `--config.data.saccades.saliency_dir=SAL`; without them the built-in spectral-residual saliency
-is computed on the accelerator. Variants: `:official_centre` (the transposed glimpse centre, Q20),
+is computed on the accelerator. The saccade baseline, Conv-IJEPA (spec §8.9):
+`--config.method=conv_ijepa` (its defaults: `config.methods.conv_ijepa`).
+Variants: `:official_centre` (the transposed glimpse centre, Q20),
 `:no_saliency` (uniform fixations, official `--use-sal 0`), `:smoke`.
 The recipe: SSL on the 100k unlabelled images, 5 fixations (M_tr = 4) with inhibition of return
 (radius 16), 32x32 glimpses into ResNet-18 with the CIFAR stem, AdamW 4e-4 wd 1e-3, batch 512,

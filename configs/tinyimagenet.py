@@ -9,8 +9,8 @@ decoded once and cached under DATA/seqjepa_cache):
 The official release gives no TinyImageNet recipe (spec §5.3), so this is the CIFAR-100 recipe at
 64 px with the TinyImageNet constants, 200 classes, the 7-tap blur kernel of 64 px images and
 the CIFAR stem (our choice: the ImageNet stem would leave a 2x2 final map at 64 px). Probes are
-fitted on train and scored on val. Variants as in configs/cifar100.py: `:no_blur`,
-`:official_actions`, `:smoke`.
+fitted on train and scored on val. Baselines: `--config.method=NAME` as for CIFAR-100.
+Variants as in configs/cifar100.py: `:no_blur`, `:official_actions`, `:smoke`.
 """
 
 from __future__ import annotations

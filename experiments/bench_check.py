@@ -26,11 +26,12 @@ DEFAULT_MARGIN = 0.15
 
 
 def match_key(record: dict) -> tuple:
-    """What makes two records the same measurement: recipe, batch, dtype, device count, XLA
-    flags and the encoder size (records written before width/stage_sizes/image_size were
-    recorded are the official sizes)."""
+    """What makes two records the same measurement: recipe, method, batch, dtype, device count,
+    XLA flags and the encoder size (records written before method/width/stage_sizes/image_size
+    were recorded are seq-JEPA at the official sizes)."""
     return (
         record["recipe"],
+        record.get("method", "seqjepa"),
         int(record["batch"]),
         record["dtype"],
         int(record["devices"]),
@@ -155,6 +156,7 @@ def run_check(args: argparse.Namespace) -> tuple[list[dict], int]:
                 width=int(record.get("width", 64)),
                 stage_sizes=tuple(record.get("stage_sizes", (2, 2, 2, 2))),
                 image_size=record.get("image_size"),
+                method=record.get("method", "seqjepa"),
             )
         )
         print(json.dumps(current[-1]), flush=True)

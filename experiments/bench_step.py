@@ -1,4 +1,4 @@
-"""Times the jitted seq-JEPA training step at the official model sizes.
+"""Times the jitted training step of seq-JEPA and of every baseline at the official sizes.
 
 Run from the repository root:
 
@@ -6,13 +6,18 @@ Run from the repository root:
   python experiments/bench_step.py --steps 5 --xla_cpu_fast \
       --output experiments/results/bench_step_cpu.jsonl
   python experiments/bench_step.py --recipe 3diebench --batch 128 --dtype bfloat16  # one run
+  python experiments/bench_step.py --recipe 3diebench --batch 32 --method all \
+      --output experiments/results/bench_methods_cpu.jsonl  # every method, same recipe
 
 What it measures: one full training step as `train.py` runs it (`make_train_step` +
 `jit_train_step` on a `make_mesh()` mesh): the EMA target encoder on the target view, the online
 ResNet-18 on the M_tr = 3 observation views, the action projection, the 3-layer 4-head aggregator,
 the predictor 768→1024→512, the two online probes, Adam and the EMA update (spec §1-§2, §4.1).
 Inputs are random arrays of the right shapes (V = 4 views, the same batch every step), so the
-input pipeline is not included. Recipes (spec §5.3):
+input pipeline is not included. `--method NAME` times a baseline's step instead (spec §8: its
+views per sequence, 2 or 3, its projectors and loss, its EMA target if it has one), on the same
+recipe; `--method all` times every method that trains on transformed views, each in its own
+subprocess. Recipes (spec §5.3):
 
 - `3diebench`: 128 px, ImageNet stem, d_a = 4 (rotation quaternions), 55 classes;
 - `cifar100`: 32 px, CIFAR stem, d_a = 9 (augmentation parameters), 100 classes.
@@ -67,6 +72,7 @@ DEFAULT_MEASUREMENTS = (
 )
 RECORD_KEYS = (
     "recipe",
+    "method",
     "batch",
     "dtype",
     "devices",
@@ -96,6 +102,7 @@ def build_step(
     stage_sizes: Sequence[int] = (2, 2, 2, 2),
     image_size: int | None = None,
     seed: int = 0,
+    method: str = "seqjepa",
 ) -> tuple:
     """(jitted step, train state, device batch) of a recipe, built as train.py builds them.
 
@@ -104,7 +111,7 @@ def build_step(
     import jax
     import numpy as np
 
-    from seqjepa_jax import train
+    from seqjepa_jax import methods, train
     from seqjepa_jax.config_checks import validate_config
     from seqjepa_jax.config_defaults import base_config
     from seqjepa_jax.sharding import batch_sharded, make_mesh
@@ -118,6 +125,7 @@ def build_step(
     # The official recipe (config_defaults: spec §5.3), built by the same functions as train.py.
     config = base_config()
     config.seed = seed
+    config.method = method
     config.data.num_classes = spec["num_classes"]
     config.data.image_size = size = image_size or spec["image_size"]
     config.model.stem = spec["stem"]
@@ -140,9 +148,10 @@ def build_step(
     optimizer = train.build_optimizer("adam", learning_rate)
     state = train.create_state(config, model, probes, optimizer, mesh)
     rng = np.random.default_rng(seed)
+    views = methods.training_views(config)
     host_batch = {
-        "views": rng.normal(size=(batch, NUM_OBS + 1, size, size, 3)).astype(np.float32),
-        "actions": rng.normal(size=(batch, NUM_OBS, model.action_dim)).astype(np.float32),
+        "views": rng.normal(size=(batch, views, size, size, 3)).astype(np.float32),
+        "actions": rng.normal(size=(batch, views - 1, model.action_dim)).astype(np.float32),
         "label": rng.integers(0, spec["num_classes"], size=batch).astype(np.int32),
     }
     device_batch = jax.device_put(host_batch, batch_sharded(mesh))
@@ -162,6 +171,7 @@ def measure(
     stage_sizes: Sequence[int] = (2, 2, 2, 2),
     image_size: int | None = None,
     seed: int = 0,
+    method: str = "seqjepa",
 ) -> dict:
     """Compiles and times the training step once; returns the JSON record (see RECORD_KEYS)."""
     import jax
@@ -170,9 +180,16 @@ def measure(
     if steps < 1:
         raise ValueError(f"Need at least one timed step, got steps={steps}.")
     step_fn, state, device_batch = build_step(
-        recipe, batch, dtype, width=width, stage_sizes=stage_sizes, image_size=image_size, seed=seed
+        recipe,
+        batch,
+        dtype,
+        width=width,
+        stage_sizes=stage_sizes,
+        image_size=image_size,
+        seed=seed,
+        method=method,
     )
-    size = device_batch["views"].shape[2]
+    views, size = device_batch["views"].shape[1:3]
     start = time.perf_counter()
     compiled = step_fn.lower(state, device_batch).compile()
     compile_s = time.perf_counter() - start
@@ -193,6 +210,7 @@ def measure(
     median = statistics.median(times)
     return {
         "recipe": recipe,
+        "method": method,
         "batch": batch,
         "dtype": dtype,
         "devices": jax.device_count(),
@@ -205,7 +223,7 @@ def measure(
         "step_s_median": round(median, 4),
         "step_s_min": round(min(times), 4),
         "step_s_max": round(max(times), 4),
-        "images_per_s": round(batch * (NUM_OBS + 1) / median, 2),
+        "images_per_s": round(batch * views / median, 2),
         # ru_maxrss is in KiB on Linux.
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
@@ -237,6 +255,7 @@ def measurement_command(
     image_size: int | None = None,
     seed: int = 0,
     python: str | None = None,
+    method: str = "seqjepa",
 ) -> list[str]:
     """The command line that runs one measurement of this script (with `python`, default ours)."""
     command = [
@@ -249,6 +268,7 @@ def measurement_command(
         f"--width={width}",
         f"--stage_sizes={','.join(map(str, stage_sizes))}",
         f"--seed={seed}",
+        f"--method={method}",
     ]
     if image_size:
         command.append(f"--image_size={image_size}")
@@ -274,6 +294,7 @@ def _measure_in_subprocess(
     width: int | None = None,
     stage_sizes: Sequence[int] | None = None,
     image_size: int | None = None,
+    method: str | None = None,
 ) -> dict:
     command = measurement_command(
         recipe,
@@ -284,6 +305,7 @@ def _measure_in_subprocess(
         stage_sizes=stage_sizes or args.stage_sizes,
         image_size=image_size or args.image_size,
         seed=args.seed,
+        method=method or args.method,
     )
     # A --check rerun takes the baseline's XLA_FLAGS as they are.
     env = subprocess_env(args.xla_cpu_fast and xla_flags is None, xla_flags)
@@ -326,6 +348,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--image_size", type=int, default=None, help="override the recipe's image size"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--method",
+        default="seqjepa",
+        help="config.method to time (seqjepa or a baseline of spec §8), or 'all' (with --recipe)",
+    )
     parser.add_argument("--output", default=None, help="append the JSON lines to this file")
     parser.add_argument(
         "--check",
@@ -343,7 +370,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.check and args.recipe:
         parser.error("--check re-runs the baseline's measurements; do not combine with --recipe.")
+    choices = (*transformed_view_methods(), "all")
+    if args.method not in choices:
+        parser.error(f"--method={args.method!r}; choose one of {choices}.")
+    if args.method == "all" and not args.recipe:
+        parser.error("--method=all times every method on one recipe: give --recipe.")
     return args
+
+
+def transformed_view_methods() -> tuple[str, ...]:
+    """The methods the benchmark's recipes (3DIEBench, CIFAR-100 sizes) can time."""
+    from seqjepa_jax.methods import METHODS
+
+    return tuple(name for name, info in METHODS.items() if "views" in info.data_kinds)
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
@@ -363,6 +402,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         for recipe, batch, dtype in DEFAULT_MEASUREMENTS:
             records.append(_measure_in_subprocess(args, recipe, batch, dtype))
             print(json.dumps(records[-1]), flush=True)
+    elif args.method == "all":
+        batch = args.batch or (32 if args.recipe == "3diebench" else 64)
+        records = []
+        for method in transformed_view_methods():
+            records.append(
+                _measure_in_subprocess(args, args.recipe, batch, args.dtype, method=method)
+            )
+            print(json.dumps(records[-1]), flush=True)
     else:
         batch = args.batch or (32 if args.recipe == "3diebench" else 64)
         if args.xla_cpu_fast and FAST_XLA_FLAG not in os.environ.get("XLA_FLAGS", ""):
@@ -378,6 +425,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                 stage_sizes=args.stage_sizes,
                 image_size=args.image_size,
                 seed=args.seed,
+                method=args.method,
             )
         print(json.dumps(record), flush=True)
         records = [record]

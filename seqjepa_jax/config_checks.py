@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import ml_collections
 
+from seqjepa_jax import methods
 from seqjepa_jax.data import kinds
 from seqjepa_jax.data.integrity import BAD_FILE_POLICIES
 from seqjepa_jax.faults import NONFINITE_POLICIES
@@ -100,15 +101,23 @@ def validate_config(
         f"config.model.compute_dtype={model.compute_dtype!r}; use one of {COMPUTE_DTYPES}.",
     )
     check(train.seq_len >= 1, f"config.train.seq_len={train.seq_len}: M_tr must be >= 1.")
-    views_needed = train.seq_len + 1
+    method_problem = methods.method_problem(config)
+    check(method_problem is None, method_problem or "")
+    problems.extend(methods.method_option_problems(config))
     # Only rendered objects have a fixed number of views; image datasets make as many as asked.
     views_available = data.views_per_object if kind == "views" else float("inf")
-    check(
-        views_needed <= views_available,
-        f"config.train.seq_len={train.seq_len} needs M_tr + 1 = {views_needed} distinct views per "
-        f"object but config.data.views_per_object={data.views_per_object}; lower seq_len or use "
-        "more views per object.",
-    )
+    if config.method in methods.METHODS:
+        views_needed = methods.training_views(config)
+        needs = (
+            f"config.train.seq_len={train.seq_len} needs M_tr + 1 = {views_needed}"
+            if methods.method_info(config.method).views is None
+            else f"config.method={config.method!r} needs {views_needed}"
+        )
+        check(
+            views_needed <= views_available,
+            f"{needs} distinct views per object but config.data.views_per_object="
+            f"{data.views_per_object}; lower seq_len or use more views per object.",
+        )
     m_val = tuple(evaluation.m_val)
     check(
         len(m_val) > 0 and min(m_val) >= 1,
@@ -152,7 +161,7 @@ def validate_config(
         f"config.eval.batch_size={evaluation.batch_size} is not a positive multiple of the "
         f"{device_count} devices.",
     )
-    if action_dim is not None:
+    if action_dim is not None and config.method == "seqjepa":
         width = token_width(model, action_dim)
         check(
             model.num_heads >= 1 and width % model.num_heads == 0,

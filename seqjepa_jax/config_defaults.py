@@ -31,6 +31,11 @@ def base_config() -> ml_collections.ConfigDict:
     """The official 3DIEBench seq-JEPA recipe; recipes override fields of it."""
     config = ml_collections.ConfigDict()
     config.seed = 42
+    # The self-supervised method (seqjepa_jax/methods.py): "seqjepa", or a baseline of the
+    # paper's Table 1 (spec §8) on the same trainer, data and probes: simclr, byol, vicreg,
+    # vicreg_traj, equimod, byol_cond, sen, sie (transformed views) or conv_ijepa (saccades).
+    config.method = "seqjepa"
+    config.methods = method_defaults()
 
     config.data = ml_collections.ConfigDict()
     # "procedural" (built in), "3diebench" (release layout), "cifar100", "tinyimagenet" (views by
@@ -156,6 +161,53 @@ def base_config() -> ml_collections.ConfigDict:
     return config
 
 
+def method_defaults() -> ml_collections.ConfigDict:
+    """The baselines' own hyperparameters, `config.methods.<method>.<field>` (spec §8, §5.1).
+
+    Every value is the official CLI default or the official construction's layer widths; the
+    encoder, `model.act_proj_dim`, `model.learn_act_emb` and `model.pred_hidden` are shared with
+    seq-JEPA, as the official entry points pass the same flags to every model.
+    """
+    vicreg_weights = dict(inv_coeff=25.0, var_coeff=25.0, cov_coeff=1.0)  # --inv/var/cov-coeff
+    return ml_collections.ConfigDict(
+        dict(
+            # Q6: the official multi-GPU gather has no gradient; True reproduces it (global-batch
+            # NT-Xent and VICReg var/cov terms then give no gradient). Off: differentiable.
+            official_nondifferentiable_gather=False,
+            simclr=dict(projector_dims=(2048, 2048, 2048), temperature=0.5),
+            byol=dict(projector_dims=(2048, 128), predictor_hidden=2048),
+            vicreg=dict(projector_dims=(2048, 2048, 2048), **vicreg_weights),
+            vicreg_traj=dict(
+                projector_dims=(2048, 2048, 2048),
+                **vicreg_weights,
+                alpha=1.0,  # --alpha, weight of the trajectory term
+                official_unit_norm=False,  # the official projection assumes |y_c| = 1
+                official_probe_pair=False,  # Q15: online probe on (z_c, z_r)
+            ),
+            equimod=dict(projector_dims=(1024, 1024, 128), temperature=0.5, equi_factor=1.0),
+            byol_cond=dict(projector_dims=(2048, 128), predictor_hidden=2048),
+            sen=dict(projector_dims=(2048, 2048, 2048), temperature=0.5),
+            sie=dict(projector_dims=(1024, 1024, 1024), **vicreg_weights, equi_factor=1.0),
+            conv_ijepa=dict(
+                projector_dims=(2048, 128),
+                official_undetached_target=False,  # Q17: no stop-gradient without EMA
+                official_probe_pair=False,  # Q16: online probe on (z_0, target z)
+            ),
+        )
+    )
+
+
+def shrink_method_heads(config: ml_collections.ConfigDict, width: int) -> None:
+    """Every baseline projector and predictor at `width` (tests and smoke runs): the layer
+    count and bias choices stay, only the widths shrink."""
+    for options in config.methods.values():
+        if not isinstance(options, ml_collections.ConfigDict):
+            continue
+        options.projector_dims = (width,) * len(options.projector_dims)
+        if "predictor_hidden" in options:
+            options.predictor_hidden = width
+
+
 def augmentation_recipe(
     config: ml_collections.ConfigDict, arg: str | None, config_name: str
 ) -> ml_collections.ConfigDict:
@@ -235,6 +287,7 @@ def smoke_variant(config: ml_collections.ConfigDict) -> None:
     config.model.num_layers = 1
     config.model.pred_hidden = 16
     config.model.probe_hidden = 16 if config.model.probe_hidden > 0 else 0
+    shrink_method_heads(config, 16)
     config.train.seq_len = 2
     config.train.batch_size = 8
     config.train.num_epochs = 1

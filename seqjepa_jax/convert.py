@@ -27,6 +27,15 @@ What is imported (names and layouts: `official_keys.py`):
 - Dropped: `num_batches_tracked` (used only by BN with momentum=None); `action_proj.*` of a model
   without action conditioning (SeqJEPA_PLS builds it even with act_cond=0 but never calls it).
 
+Baselines (spec §8; `--config.method=NAME` selects which official class the file holds):
+`encoder.*`, `projector.*` / `projector_inv.*` / `projector_equi.*`, `predictor.*` (SIE:
+`predictor.hypernet.net.0.weight`), `action_proj.*`, and the EMA `target_encoder.*` +
+`target_projector.*` of BYOL-conditional and Conv-IJEPA -> the method's params, batch statistics
+and target; the transformed-views probes as above; Conv-IJEPA's `online_res_probe.0` ->
+`class_probe` (it reads z1) and its linear `online_equiprobe.0` -> `action_probe_out`. The
+official BYOL cannot be constructed from its entry point (Q12), so no official BYOL file exists;
+one saved from a fixed construction has the same names and imports the same way.
+
 BatchNorm running variance: PyTorch stores the *unbiased* running variance (spec §10.1), and so
 does our BatchNorm with `unbiased_running_var=True` (the default, models/layers.py), so the values
 are copied unchanged. With `unbiased_running_var=False` the imported value is still the right
@@ -119,9 +128,12 @@ def probe_flavour(state_dict: StateDict) -> str:
     return "pls" if any(k.startswith(PLS_ONLY_PROBES) for k in state_dict) else "transforms"
 
 
-def _droppable(state_dict: StateDict, *, act_cond: bool, skip_probes: bool) -> dict[str, list]:
+def _droppable(
+    state_dict: StateDict, *, act_cond: bool, skip_probes: bool, method: str = "seqjepa"
+) -> dict[str, list]:
     """Official keys deliberately not imported, grouped by reason (see the module docstring)."""
     flavour = probe_flavour(state_dict)
+    seqjepa = method == "seqjepa"
     reasons: dict[str, list[str]] = {}
     for key in state_dict:
         reason = None
@@ -129,19 +141,24 @@ def _droppable(state_dict: StateDict, *, act_cond: bool, skip_probes: bool) -> d
             reason = "BN step counter (unused with momentum 0.1)"
         elif key.startswith("online_") and skip_probes:
             reason = "--skip_probes: the online probes start fresh"
-        elif flavour == "pls" and key.startswith(("online_res_probe.", "online_equiprobe.")):
+        elif (
+            seqjepa
+            and flavour == "pls"
+            and key.startswith(("online_res_probe.", "online_equiprobe."))
+        ):
             reason = "PLS probe without a counterpart in OnlineProbes"
-        elif key.startswith("action_proj.") and not act_cond:
+        elif seqjepa and key.startswith("action_proj.") and not act_cond:
             reason = "action projection of a model without action conditioning (never used)"
         if reason:
             reasons.setdefault(reason, []).append(key)
     return reasons
 
 
-def _checkpoint_hint(use_ema: bool) -> Callable[[str, str], str]:
+def _checkpoint_hint(use_ema: bool, method: str = "seqjepa") -> Callable[[str, str], str]:
     """The config field most likely responsible for a mismatch on `key` (see `Mismatches`)."""
+    options = f"--config.methods.{method}"
     rules = [
-        (r"^target_encoder\.", {"missing"} if use_ema else {"unknown"},
+        (r"^target_(encoder|projector)\.", {"missing"} if use_ema else {"unknown"},
          "the checkpoint was trained without --ema (no target encoder): set "
          "--config.train.use_ema=False" if use_ema else
          "the checkpoint has an EMA target encoder (official --ema): set "
@@ -163,11 +180,19 @@ def _checkpoint_hint(use_ema: bool) -> Callable[[str, str], str]:
         (r"^(agg_token|transformer_encoder\.)", None,
          "the token width E = D + P (D = 8 x width): --config.model.act_proj_dim, act_cond, "
          "learn_act_emb, width; the FFN width is mlp_ratio x E (official 4)"),
+        (r"^(target_)?projector(_inv|_equi)?\.", None,
+         f"the projector widths: {options}.projector_dims (and the encoder width, its input)"),
+        (r"^predictor\.", None if method != "seqjepa" else set(),
+         f"the predictor: {options}.predictor_hidden / projector_dims, --config.model.pred_hidden "
+         "and act_proj_dim (official --pred-hidden, --act-projdim), learn_act_emb, and d_a from "
+         "--config.data.latent_type"),
         (r"^predictor\.", None,
          "the predictor: --config.model.pred_hidden (official --pred-hidden, 1024; <= 0 for the "
          "linear variant) and its input width (act_cond, act_proj_dim)"),
         (r"^online_(linprobe|agg_probe)\.", None,
          "the class probe: --config.data.num_classes (3DIEBench 55, STL-10 10), or --skip_probes"),
+        (r"^online_res_probe\.", None,
+         "the encoder class probe: --config.data.num_classes, or --skip_probes"),
         (r"^online_", None,
          "the action probe: --config.model.probe_hidden (official 1024) and d_a from "
          "--config.data.latent_type, or --skip_probes"),
@@ -189,11 +214,12 @@ def _map_weights(
     act_cond: bool,
     skip_probes: bool,
     source: str,
+    method: str = "seqjepa",
 ) -> tuple[dict, dict, dict, dict[str, Any]]:
     """(model, probe, target variables, notes) mapped onto `template`'s structure; raises on any
     mismatch. `template` may be abstract (`jax.eval_shape`), then the fresh leaves stay abstract."""
     use_ema = template.target_params is not None
-    dropped = _droppable(state_dict, act_cond=act_cond, skip_probes=skip_probes)
+    dropped = _droppable(state_dict, act_cond=act_cond, skip_probes=skip_probes, method=method)
     ignored = {key for keys in dropped.values() for key in keys}
     mapped = {k: v for k, v in state_dict.items() if k not in ignored}
     flavour = probe_flavour(state_dict)
@@ -203,29 +229,36 @@ def _map_weights(
     def fill(tree: Mapping[str, Any], module: str, prefix: str = "") -> dict:
         return fill_variables(mapped, tree, module, prefix, used, problems)
 
+    seqjepa = method == "seqjepa"
     model = fill(
-        {"params": template.params["model"], "batch_stats": template.batch_stats}, "seqjepa"
+        {"params": template.params["model"], "batch_stats": template.batch_stats},
+        "seqjepa" if seqjepa else "baseline",
     )
     probes = {"params": template.params["probes"]}
+    probe_module = "online_probes"
+    if flavour == "pls":
+        probe_module = "pls_online_probes" if seqjepa else "pls_encoder_probes"
     if not skip_probes:
-        probes = fill(probes, "pls_online_probes" if flavour == "pls" else "online_probes")
+        probes = fill(probes, probe_module)
     target: dict = {}
     if use_ema:
-        target = fill(
-            {"params": template.target_params, "batch_stats": template.target_batch_stats},
-            "resnet",
-            "target_encoder.",
+        variables = {"params": template.target_params, "batch_stats": template.target_batch_stats}
+        # seq-JEPA's target is the encoder alone; the baselines' targets are encoder + projector.
+        target = (
+            fill(variables, "resnet", "target_encoder.")
+            if seqjepa
+            else fill(variables, "target_network")
         )
     problems.unknown = [(k, tuple(v.shape)) for k, v in mapped.items() if k not in used]
     if problems:
         header = f"Cannot import {source} into the model of this config (nothing was written):"
-        raise ValueError(problems.message(header, _checkpoint_hint(use_ema)))
+        raise ValueError(problems.message(header, _checkpoint_hint(use_ema, method)))
     fresh = []
     if skip_probes or flavour == "pls":
         fresh = sorted(
             "probes/" + "/".join(p)
             for p in traverse_util.flatten_dict(template.params["probes"])
-            if skip_probes or torch_key("pls_online_probes", p) is None
+            if skip_probes or torch_key(probe_module, p) is None
         )
     notes = {
         "probe_flavour": flavour,
@@ -243,11 +276,17 @@ def check_official_weights(
     act_cond: bool,
     skip_probes: bool = False,
     source: str = "the checkpoint",
+    method: str = "seqjepa",
 ) -> dict[str, Any]:
     """Raises the ValueError of `import_official_weights` without building a state (shapes only,
     e.g. from `jax.eval_shape`), so mismatches surface before anything compiles; returns notes."""
     *_, notes = _map_weights(
-        state_dict, abstract_state, act_cond=act_cond, skip_probes=skip_probes, source=source
+        state_dict,
+        abstract_state,
+        act_cond=act_cond,
+        skip_probes=skip_probes,
+        source=source,
+        method=method,
     )
     return notes
 
@@ -259,6 +298,7 @@ def import_official_weights(
     act_cond: bool,
     skip_probes: bool = False,
     source: str = "the checkpoint",
+    method: str = "seqjepa",
 ) -> tuple[TrainState, dict[str, Any]]:
     """`fresh_state` with the official weights and BN statistics in place (no file I/O).
 
@@ -270,6 +310,8 @@ def import_official_weights(
       act_cond: the model's action conditioning (decides whether `action_proj.*` may be dropped).
       skip_probes: keep the fresh online probes and ignore the official ones.
       source: names the checkpoint in error messages.
+      method: `config.method` of the state: seq-JEPA or the baseline of the same official class
+        (spec §8).
 
     Returns:
       (the state, notes: probe flavour, number of imported tensors, dropped keys by reason, Flax
@@ -279,7 +321,12 @@ def import_official_weights(
       ValueError: one message listing every unknown key, missing key and shape mismatch.
     """
     model, probes, target, notes = _map_weights(
-        state_dict, fresh_state, act_cond=act_cond, skip_probes=skip_probes, source=source
+        state_dict,
+        fresh_state,
+        act_cond=act_cond,
+        skip_probes=skip_probes,
+        source=source,
+        method=method,
     )
 
     def placed(new: Any, old: Any) -> Any:
@@ -363,7 +410,11 @@ def convert_checkpoint(
     def create() -> TrainState:
         return train.create_state(config, model, probes, optimizer, mesh)
 
-    options = {"act_cond": config.model.act_cond, "skip_probes": skip_probes}
+    options = {
+        "act_cond": config.model.act_cond,
+        "skip_probes": skip_probes,
+        "method": config.method,
+    }
     # Shapes first: a mismatch is reported before anything compiles.
     check_official_weights(state_dict, jax.eval_shape(create), source=torch_checkpoint, **options)
     step, step_source = resolve_step(metadata, config, step, steps_per_epoch)

@@ -9,6 +9,9 @@ One place knows how a Flax variable path of our modules (models/) is spelled in 
   fused in-projection is `self_attn.in_proj_weight/_bias` (PyTorch's (3E, E) rows q, k, v with heads
   contiguous; its transpose is our fused (E, 3E) kernel, split the same way in aggregator.py);
 - the official `nn.Sequential`s by index (action projection 0/1, predictor 0/1/3, probes);
+- the baselines (spec §8): `encoder`, `projector`, `projector_inv`/`_equi`, `predictor` (Linear,
+  BN, ReLU Sequentials: our `MLPHead` layer i is index 3i, its BN 3i + 1; SIE's hypernetwork is
+  `predictor.hypernet.net.0`), `action_proj`, and the EMA `target_encoder` / `target_projector`;
 - leaves: kernel/scale -> weight, bias -> bias, BN mean/var -> running_mean/running_var (batch
   stats); Linear (out, in) -> kernel (in, out); our `Linear`'s inner `Dense_0` has no counterpart.
 
@@ -74,6 +77,35 @@ def _seqjepa_path(names: tuple[str, ...]) -> list[str]:
     return [official, *sub_path(names[1:])]
 
 
+def _mlp_head_path(names: tuple[str, ...]) -> list[str]:
+    """An official Linear/BN/ReLU `nn.Sequential` (spec §8 projectors and predictors): our
+    `MLPHead`'s `linear{i}` is index 3i and `bn{i}` index 3i + 1 (ReLU takes 3i + 2)."""
+    layer = re.fullmatch(r"(linear|bn)(\d+)", names[0])
+    return [str(3 * int(layer[2]) + (layer[1] == "bn")), *names[1:]]
+
+
+def _baseline_path(names: tuple[str, ...]) -> list[str]:
+    """Official baseline attributes (spec §8) for our baseline modules' submodules: encoder
+    (torchvision names), projector(s) and predictor (Sequentials), action_proj; SIE's predictor
+    is `ParametrizedNet`, whose hypernetwork is `hypernet.net.0`."""
+    head, rest = names[0], names[1:]
+    if head == "encoder":
+        return ["encoder", *_resnet_path(rest)]
+    if head == "action_proj":
+        return ["action_proj", *_ACTION_PROJECTION(rest)]
+    if head == "predictor" and not rest:  # SIE's hypernetwork kernel
+        return ["predictor", "hypernet", "net", "0"]
+    return [head, *_mlp_head_path(rest)]
+
+
+def _target_network_path(names: tuple[str, ...]) -> list[str]:
+    """The EMA encoder + projector of BYOL, BYOL-conditional and Conv-IJEPA: official
+    `target_encoder.*` and `target_projector.*`."""
+    if names[0] == "encoder":
+        return ["target_encoder", *_resnet_path(names[1:])]
+    return ["target_projector", *_mlp_head_path(names[1:])]
+
+
 def _probe_path(table: Mapping[str, str]) -> Callable[[tuple[str, ...]], list[str] | None]:
     return lambda names: [table[names[0]], *names[1:]] if names[0] in table else None
 
@@ -95,6 +127,9 @@ TRANSFORMS_PROBES = {
 }
 # main_pls.py's probes: only the aggregate classifier has a counterpart in `OnlineProbes`.
 PLS_PROBES = {"class_probe": "online_agg_probe.0"}
+# main_pls.py's probes of Conv-IJEPA (no aggregate): the class probe reads z1, as
+# `online_res_probe`; the linear action probe (`probe_hidden` 0) is `online_equiprobe.0`.
+PLS_ENCODER_PROBES = {"class_probe": "online_res_probe.0", "action_probe_out": "online_equiprobe.0"}
 
 MODULES: dict[str, Callable[[tuple[str, ...]], list[str] | None]] = {
     "resnet": _resnet_path,
@@ -102,8 +137,12 @@ MODULES: dict[str, Callable[[tuple[str, ...]], list[str] | None]] = {
     "action_projection": _ACTION_PROJECTION,
     "predictor": _PREDICTOR,
     "seqjepa": _seqjepa_path,
+    "baseline": _baseline_path,
+    "target_network": _target_network_path,
+    "mlp_head": _mlp_head_path,
     "online_probes": _probe_path(TRANSFORMS_PROBES),
     "pls_online_probes": _probe_path(PLS_PROBES),
+    "pls_encoder_probes": _probe_path(PLS_ENCODER_PROBES),
 }
 
 

@@ -16,6 +16,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from seqjepa_jax import methods
 from seqjepa_jax.data import pipeline
 from seqjepa_jax.data.sources import ViewSource
 
@@ -32,7 +33,7 @@ def check_data_fits(
     the config fields named.
     """
     checks = (
-        ("train", train_source, config.train.seq_len + 1, config.train.batch_size, True),
+        ("train", train_source, methods.training_views(config), config.train.batch_size, True),
         ("eval", eval_source, config.eval.num_views, config.eval.batch_size, False),
     )
     for split, source, num_views, batch, drop_remainder in checks:

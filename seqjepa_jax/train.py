@@ -24,8 +24,8 @@ import json
 import time
 from typing import Any
 
+import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -33,14 +33,13 @@ from clu import metric_writers
 from etils import epath
 from tqdm.auto import tqdm
 
-from seqjepa_jax import checkpointing, faults, schedules, startup_checks
+from seqjepa_jax import checkpointing, faults, methods, schedules, startup_checks
 from seqjepa_jax.config_checks import validate_config
 from seqjepa_jax.data import kinds
 from seqjepa_jax.data.datasets import RunData, build_data
 from seqjepa_jax.evaluation import features as features_lib
 from seqjepa_jax.evaluation import report as report_lib
 from seqjepa_jax.models.heads import OnlineProbes
-from seqjepa_jax.models.seqjepa import SeqJEPA
 from seqjepa_jax.optimizers import build_optimizer
 from seqjepa_jax.sharding import make_mesh, replicated
 from seqjepa_jax.state import TrainState, init_train_state
@@ -51,32 +50,13 @@ from seqjepa_jax.training_history import (
     training_curves_figure,
 )
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
-
-def build_model(config: ml_collections.ConfigDict) -> tuple[SeqJEPA, OnlineProbes]:
-    """The online model and its online probes from `config.model` and the data's action width."""
-    m = config.model
+def build_model(config: ml_collections.ConfigDict) -> tuple[nn.Module, OnlineProbes]:
+    """The online module of `config.method` (`methods.py`) and its online probes, for the
+    data's action width."""
     action_dim = kinds.action_dim(config.data)
-    model = SeqJEPA(
-        action_dim=action_dim,
-        stem=m.stem,
-        width=m.width,
-        stage_sizes=tuple(m.stage_sizes),
-        act_cond=m.act_cond,
-        learn_act_emb=m.learn_act_emb,
-        act_proj_dim=m.act_proj_dim,
-        num_heads=m.num_heads,
-        num_layers=m.num_layers,
-        mlp_ratio=m.mlp_ratio,
-        dropout_rate=m.dropout_rate,
-        pred_hidden=m.pred_hidden,
-        pred_action_first=m.pred_action_first,
-        zero_last_action_before_projection=m.zero_last_action_before_projection,
-        unbiased_running_var=m.unbiased_running_var,
-        dtype=DTYPES[m.compute_dtype],
-    )
-    probes = OnlineProbes(config.data.num_classes, action_dim, m.probe_hidden)
+    model = methods.build_method_model(config, action_dim)
+    probes = OnlineProbes(config.data.num_classes, action_dim, config.model.probe_hidden)
     return model, probes
 
 
@@ -104,7 +84,7 @@ def build_schedules(
 
 
 def state_initializer(
-    config: ml_collections.ConfigDict, model: SeqJEPA, probes: OnlineProbes, optimizer: Any
+    config: ml_collections.ConfigDict, model: nn.Module, probes: OnlineProbes, optimizer: Any
 ) -> Any:
     """The function key -> initial TrainState of this config (jit it or `jax.eval_shape` it)."""
     size = config.data.image_size
@@ -115,7 +95,7 @@ def state_initializer(
             model,
             probes,
             optimizer,
-            num_obs_views=config.train.seq_len,
+            num_obs_views=methods.training_views(config) - 1,
             image_shape=(size, size, 3),
             use_ema=config.train.use_ema,
             identical_layer_init=config.model.identical_layer_init,
@@ -126,7 +106,7 @@ def state_initializer(
 
 def create_state(
     config: ml_collections.ConfigDict,
-    model: SeqJEPA,
+    model: nn.Module,
     probes: OnlineProbes,
     optimizer: Any,
     mesh: jax.sharding.Mesh,
@@ -141,7 +121,7 @@ def create_state(
 
 def abstract_state(
     config: ml_collections.ConfigDict,
-    model: SeqJEPA,
+    model: nn.Module,
     probes: OnlineProbes,
     optimizer: Any,
     mesh: jax.sharding.Mesh,
@@ -168,14 +148,23 @@ def log_startup(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, **in
     )
     batch = config.train.batch_size
     logging.info(
-        "Global batch %d = %d per host = %d per device; V = M_tr + 1 = %d views per sequence",
+        "Method %s (%s); global batch %d = %d per host = %d per device; %d views per sequence",
+        config.method,
+        methods.method_info(config.method).learns,
         batch,
         batch // jax.process_count(),
         batch // devices,
-        config.train.seq_len + 1,
+        methods.training_views(config),
     )
     for key, value in info.items():
         logging.info("%s: %s", key, value)
+
+
+def describe_views(config: ml_collections.ConfigDict) -> str:
+    """'M_tr = 3' for a sequence method, '2 views' for the others (titles and logs)."""
+    if methods.method_info(config.method).views is None:
+        return f"M_tr = {config.train.seq_len}"
+    return f"{methods.training_views(config)} views"
 
 
 def probe_features(
@@ -207,7 +196,7 @@ def final_report(
             train_features,
             eval_features,
             num_classes=config.data.num_classes,
-            m_values=config.eval.m_val,
+            m_values=methods.aggregate_m_values(config),
             probe_steps=config.eval.probe_steps,
             probe_hidden=config.eval.probe_hidden,
             standardise_targets=config.eval.standardise_targets,
@@ -300,7 +289,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         train_step = faults.skip_nonfinite_updates(train_step)
     step_fn = jit_train_step(train_step, mesh)
     feature_fn = features_lib.make_feature_fn(
-        model, probes, config.eval.m_val, config.train.seq_len
+        model, probes, methods.aggregate_m_values(config), config.train.seq_len
     )
     writer = metric_writers.create_default_writer(
         workdir, just_logging=jax.process_index() > 0, asynchronous=True
@@ -371,9 +360,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         training_curves_figure(
             history,
             probe_results,
-            m_tr=config.train.seq_len,
+            accuracy_key=report_lib.online_probe_counterpart(
+                methods.has_aggregate(config), config.train.seq_len
+            ),
             path=curves,
-            title=f"{config.data.name} data, M_tr = {config.train.seq_len}, seed {config.seed}",
+            title=f"{config.method}, {config.data.name} data, {describe_views(config)}, "
+            f"seed {config.seed}",
         )
         logging.info("Training curves: %s", curves)
     for name, values in probe_results.items():

@@ -1,41 +1,38 @@
-"""The pure seq-JEPA training step: (state, batch) -> (state, metrics), jitted once with shardings.
+"""The pure training step of any method: (state, batch) -> (state, metrics), jitted once.
 
 One step does what one official iteration does (spec §4.1 step 7, `engine.py:174-221`):
-1. the EMA target encoder encodes the target view in train mode (its own BN statistics move);
-2. the online model aggregates the M observation views with their actions and predicts the
-   target's embedding; L_ssl = 1 - mean cos(pred, sg(z_tgt)) (spec §1.7);
-3. the online probes see stop-gradient features: CE of Linear(agg_out) against the label and MSE of
-   MLP(z1 ⊕ z2) against the first action (view 0 → view 1) (spec §4.2);
-4. one optimiser update on (model, probes) with the summed loss, then the EMA of the encoder
+1. the EMA target (if the method has one and EMA is on) encodes its views in train mode, one BN
+   batch per view, and its own BN statistics move;
+2. the method's `step_outputs` (`models/baselines/base.py`) gives its self-supervised loss: for
+   seq-JEPA, L = 1 - mean cos(pred, sg(z_tgt)) (spec §1.7); for a baseline, its loss of spec §8;
+3. the online probes see stop-gradient features: CE of Linear(class features: seq-JEPA's
+   aggregate, a baseline's view-0 embedding) against the label and MSE of MLP(z1 ⊕ z2) against
+   the first action (view 0 → view 1) (spec §4.2);
+4. one optimiser update on (model, probes) with the summed loss, then the EMA of the target's
    *parameters* with τ from the schedule (spec §1.2).
 
-Batch contract (DESIGN.md): views (B, V, H, W, C) with V = M + 1 (target last), actions
-(B, V-1, d_a), label (B,) with -1 where unknown (ignored by the class probe).
+The step never branches on the method: everything method-specific is behind `step_outputs` and
+the target's three functions. Batch contract (DESIGN.md): views (B, V, H, W, C) with the target
+view last, actions (B, V-1, d_a), label (B,) with -1 where unknown (ignored by the class probe).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from seqjepa_jax.models.heads import OnlineProbes
-from seqjepa_jax.models.seqjepa import SeqJEPA, encoder_of, prediction_loss
 from seqjepa_jax.schedules import Schedule
 from seqjepa_jax.sharding import batch_sharded, replicated
 from seqjepa_jax.state import TrainState, ema_update
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
-
-
-def split_views(batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(obs views (B, M, ...), target view (B, ...), obs actions (B, M, d_a)) from a batch."""
-    views = batch["views"]
-    num_obs = views.shape[1] - 1
-    return views[:, :num_obs], views[:, num_obs], batch["actions"][:, :num_obs]
 
 
 def probe_losses(
@@ -80,66 +77,72 @@ def effective_rank(z: jax.Array) -> jax.Array:
     return jnp.exp(-jnp.sum(p * jnp.log(p)))
 
 
+def run_target(
+    model: nn.Module, target_params: Any, target_batch_stats: Any, views: jax.Array
+) -> tuple[tuple[Any, ...], Any]:
+    """The EMA target on each of `model.target_views(views)` in train mode (spec §1.2): its
+    stop-gradient outputs, one per view, and its updated BN statistics."""
+    network = model.target_network()
+    outputs = []
+    for images in model.target_views(views):
+        out, updates = network.apply(
+            {"params": target_params, "batch_stats": target_batch_stats},
+            images,
+            train=True,
+            mutable=["batch_stats"],
+        )
+        target_batch_stats = updates["batch_stats"]
+        outputs.append(jax.lax.stop_gradient(out))
+    return tuple(outputs), target_batch_stats
+
+
 def make_train_step(
-    model: SeqJEPA,
+    model: nn.Module,
     probes: OnlineProbes,
     optimizer: optax.GradientTransformation,
     learning_rate: Schedule,
     ema_decay: Schedule,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
-    """Builds the pure step function. Jit it with `jit_train_step` (or plain `jax.jit`)."""
-    target_encoder = encoder_of(model)
+    """Builds the pure step function of `model` (any method's module). Jit it with
+    `jit_train_step` (or plain `jax.jit`)."""
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-        obs_views, target_views, obs_actions = split_views(batch)
-        num_obs = obs_views.shape[1]
-        use_ema = state.target_params is not None
+        views, actions = batch["views"], batch["actions"]
+        use_target = state.target_params is not None
         dropout_key = jax.random.fold_in(state.rng, state.step)
-
-        target_batch_stats = state.target_batch_stats
-        z_target = None
-        if use_ema:
-            z_target, target_updates = target_encoder.apply(
-                {"params": state.target_params, "batch_stats": state.target_batch_stats},
-                target_views,
-                train=True,
-                mutable=["batch_stats"],
+        targets, target_batch_stats = None, state.target_batch_stats
+        if use_target:
+            targets, target_batch_stats = run_target(
+                model, state.target_params, state.target_batch_stats, views
             )
-            z_target = jax.lax.stop_gradient(z_target)
-            target_batch_stats = target_updates["batch_stats"]
 
         def loss_fn(params: dict) -> tuple[jax.Array, tuple]:
             out, updates = model.apply(
                 {"params": params["model"], "batch_stats": state.batch_stats},
-                obs_views,
-                obs_actions,
-                target_views=None if use_ema else target_views,
+                views,
+                actions,
+                targets,
                 train=True,
                 rngs={"dropout": dropout_key},
                 mutable=["batch_stats"],
+                method=model.step_outputs,
             )
-            z_tgt = z_target if use_ema else out["z_target"]
-            ssl_loss = prediction_loss(out["prediction"], z_tgt)
-            # Spec §2.2 step 9 and Q35: z2 is the second observation, or the target's embedding
-            # when there is a single observation.
-            z2 = out["z_obs"][:, 1] if num_obs >= 2 else z_tgt
-            pair = jnp.concatenate([out["z_obs"][:, 0], z2], axis=-1)
-            logits, action_pred = probes.apply({"params": params["probes"]}, out["agg_out"], pair)
-            probe_metrics = probe_losses(
-                logits, action_pred, batch["label"], batch["actions"][:, 0]
+            logits, action_pred = probes.apply(
+                {"params": params["probes"]}, out["class_features"], out["probe_pair"]
             )
-            total = ssl_loss + probe_metrics["probe_ce"] + probe_metrics["probe_action_mse"]
-            aux = (updates["batch_stats"], out, z_tgt, probe_metrics, ssl_loss)
-            return total, aux
+            probe_metrics = probe_losses(logits, action_pred, batch["label"], actions[:, 0])
+            total = out["loss"] + probe_metrics["probe_ce"] + probe_metrics["probe_action_mse"]
+            return total, (updates["batch_stats"], out, probe_metrics)
 
         (total, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        new_batch_stats, out, z_tgt, probe_metrics, ssl_loss = aux
+        new_batch_stats, out, probe_metrics = aux
         updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
         tau = ema_decay(state.step)
         new_target_params = state.target_params
-        if use_ema:
-            new_target_params = ema_update(state.target_params, new_params["model"]["encoder"], tau)
+        if use_target:
+            online = model.target_params_of(new_params["model"])
+            new_target_params = ema_update(state.target_params, online, tau)
         new_state = state.replace(
             step=state.step + 1,
             params=new_params,
@@ -148,20 +151,22 @@ def make_train_step(
             target_batch_stats=target_batch_stats,
             opt_state=new_opt_state,
         )
-        z_obs_flat = out["z_obs"].reshape(-1, out["z_obs"].shape[-1])
         metrics = {
             "loss": total,
-            "ssl_loss": ssl_loss,
+            "ssl_loss": out["loss"],
+            **{f"loss_{name}": value for name, value in out["loss_terms"].items()},
             **probe_metrics,
             "learning_rate": learning_rate(state.step),
-            "ema_tau": tau if use_ema else jnp.ones(()),
+            "ema_tau": tau if use_target else jnp.ones(()),
             "grad_norm": optax.tree.norm(grads["model"]),
             "param_norm": optax.tree.norm(new_params["model"]),
-            "encoder_spread": embedding_spread(z_obs_flat),
-            "encoder_effective_rank": effective_rank(z_obs_flat),
-            "aggregate_spread": embedding_spread(out["agg_out"]),
-            "target_spread": embedding_spread(z_tgt),
+            "encoder_spread": embedding_spread(out["embeddings"]),
+            "encoder_effective_rank": effective_rank(out["embeddings"]),
         }
+        if "aggregate" in out:
+            metrics["aggregate_spread"] = embedding_spread(out["aggregate"])
+        if "target_embedding" in out:
+            metrics["target_spread"] = embedding_spread(out["target_embedding"])
         return new_state, metrics
 
     return train_step

@@ -70,14 +70,15 @@ def training_curves_figure(
     history: TrainingHistory,
     final_probes: dict[str, dict[str, float]],
     *,
-    m_tr: int,
+    accuracy_key: str,
     path: str,
     title: str = "",
 ) -> Any:
     """Writes the three-panel training-curve PNG to `path` and returns the matplotlib Figure.
 
-    Panels: held-out top-1 (online class probe over training; final frozen aggregate probe at
-    M_val = m_tr), held-out relative-action R² (both names; online probe over training, final
+    Panels: held-out top-1 (online class probe over training; the final frozen probe
+    `accuracy_key`, the one the online probe mirrors: seq-JEPA's aggregate at M_val = M_tr, a
+    baseline's encoder), held-out relative-action R² (both names; online probe over training, final
     frozen MLP probe; values below `R2_AXIS_FLOOR` are listed as text), and the collapse
     indicators of the train batches.
     """
@@ -96,9 +97,8 @@ def training_curves_figure(
     for name, scores in final_probes.items():
         colour, dash = styles.get(name, ("black", "-."))
         label = name.replace("_", " ")
-        key = f"agg_m{m_tr}_accuracy"
-        if key in scores:
-            accuracy.axhline(scores[key], color=colour, linestyle=dash,
+        if accuracy_key in scores:
+            accuracy.axhline(scores[accuracy_key], color=colour, linestyle=dash,
                              label=f"final frozen probe, {label}")  # fmt: skip
         for definition in ("uniform", "pooled"):
             value = scores.get(f"relative_action_r2_{definition}")

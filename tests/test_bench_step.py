@@ -43,6 +43,20 @@ def test_tiny_measurement_prints_one_complete_record(bench, capsys):
     assert record["images_per_s"] == pytest.approx(4 * 4 / record["step_s_median"], rel=1e-2)
 
 
+def test_a_baseline_step_is_timed_on_the_same_recipe(bench):
+    """--method times a baseline's step: its own views per sequence (SimCLR: 2)."""
+    argv = ["--recipe=cifar100", "--batch=4", "--steps=1", "--width=4", "--stage_sizes=1,1"]
+    (record,) = bench.main([*argv, "--image_size=16", "--method=simclr"])
+    assert record["method"] == "simclr"
+    assert record["images_per_s"] == pytest.approx(4 * 2 / record["step_s_median"], rel=1e-2)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--method=all"])  # needs --recipe
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--recipe=cifar100", "--method=conv_ijepa"])  # saccades only
+    assert "conv_ijepa" not in bench.transformed_view_methods()
+    assert len(bench.transformed_view_methods()) == 9
+
+
 def test_fast_flag_reaches_the_subprocess_environment(bench, monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_foo=1")
     env = bench.subprocess_env(True)
@@ -103,6 +117,9 @@ def test_check_matches_devices_flags_and_sizes_and_uses_the_newest_baseline(chec
     assert check.match_key(_record(1.0)) == check.match_key(
         _record(1.0, width=64, stage_sizes=[2, 2, 2, 2], image_size=128)
     )
+    # Records from before the baselines are seq-JEPA's; another method is another measurement.
+    assert check.match_key(_record(1.0)) == check.match_key(_record(1.0, method="seqjepa"))
+    assert check.match_key(_record(1.0)) != check.match_key(_record(1.0, method="byol"))
     rows = check.compare_to_baseline(
         baseline,
         [

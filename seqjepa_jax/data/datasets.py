@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from seqjepa_jax import methods
 from seqjepa_jax.data import image_pipeline, kinds, pipeline
 from seqjepa_jax.data.image_sources import ImageArrays
 from seqjepa_jax.data.sources import ArraySource, ViewSource
@@ -227,7 +228,7 @@ class ViewSourceData(RunData):
         config = self._config
         dataset = pipeline.train_batches(
             self.train_source,
-            num_views=config.train.seq_len + 1,
+            num_views=methods.training_views(config),
             global_batch_size=config.train.batch_size,
             latent_type=config.data.latent_type,
             seed=config.seed,
@@ -306,7 +307,7 @@ def build_view_maker(config: ml_collections.ConfigDict):  # noqa: ANN201
     from seqjepa_jax.data import view_makers
 
     data = config.data
-    num_views = config.train.seq_len + 1  # probe views: `train_and_probe_view_fns`
+    num_views = methods.training_views(config)  # probe views: `train_and_probe_view_fns`
     if kinds.dataset_kind(data.name) == "augment":
         return view_makers.AugmentedViews(
             num_views=num_views,

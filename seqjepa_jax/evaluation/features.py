@@ -1,4 +1,4 @@
-"""Frozen-feature extraction from a seq-JEPA model, once per evaluation.
+"""Frozen-feature extraction from a trained model of any method, once per evaluation.
 
 For each sequence of an evaluation batch the model runs in inference mode (BN running statistics,
 no dropout) by default. `bn_train_mode=True` reproduces the official offline probing (Q8): the
@@ -8,12 +8,14 @@ updated running statistics are discarded, so nothing that is saved changes. (Off
 drift during probe training; here the features are extracted once.) It returns:
 
 - `agg_{m}`: the aggregate `agg_out` from the first m observation views and their actions, for every
-  m in M_val (the paper's M_val sweep; spec §7.4, §12.2). The aggregator has no positional
-  embedding, so any m works with weights trained at M_tr;
+  m in M_val (the paper's M_val sweep; spec §7.4, §12.2), for methods with an aggregate
+  (seq-JEPA). The aggregator has no positional embedding, so any m works with weights trained
+  at M_tr;
 - `z`: encoder embeddings of every view of the sequence (N, V, D); consecutive views give the
   pairs of the relative-rotation probes (spec §7.1) and single views the individual-rotation probe;
 - the online probes' outputs on the same data (`online_logits`, `online_action`), so validation of
-  the probes trained inside the step costs no second pass;
+  the probes trained inside the step costs no second pass (the class probe reads what it was
+  trained on: the aggregate of M_tr views, or a baseline's view-0 embedding);
 - `label`, `actions` (N, V-1, d_a: view j → j+1) and `latents` (N, V, 7: absolute poses).
 Padding rows (mask 0) are dropped.
 """
@@ -22,17 +24,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
 from seqjepa_jax.models.heads import OnlineProbes
-from seqjepa_jax.models.seqjepa import SeqJEPA
 
 
 def make_feature_fn(  # noqa: ANN201
-    model: SeqJEPA,
+    model: nn.Module,
     probes: OnlineProbes,
     m_values: Sequence[int],
     m_tr: int,
@@ -41,10 +43,14 @@ def make_feature_fn(  # noqa: ANN201
 ):
     """Returns a jitted (params, batch_stats, batch) -> dict of features (see module docstring).
 
-    The online class probe sees the aggregate of `m_tr` views, the length it was trained on.
+    For a method with an aggregate, the online class probe sees the aggregate of `m_tr` views,
+    the length it was trained on; otherwise view 0's embedding and `m_values` must be empty.
     `bn_train_mode` is the official train-mode probing of Q8 (module docstring).
     """
-    m_values = tuple(sorted(set(int(m) for m in m_values) | {int(m_tr)}))
+    if model.has_aggregate:
+        m_values = tuple(sorted(set(int(m) for m in m_values) | {int(m_tr)}))
+    elif m_values:
+        raise ValueError(f"{type(model).__name__} has no aggregate to probe at M_val={m_values}.")
 
     def apply(variables: dict, *args: jax.Array, method: object, stream: int) -> object:
         if not bn_train_mode:
@@ -63,16 +69,18 @@ def make_feature_fn(  # noqa: ANN201
     def features(params: dict, batch_stats: dict, batch: dict) -> dict[str, jax.Array]:
         variables = {"params": params["model"], "batch_stats": batch_stats}
         views, actions = batch["views"], batch["actions"]
-        z = apply(variables, views, method=SeqJEPA.encode, stream=0)
+        z = apply(variables, views, method=model.encode, stream=0)
         out = {"z": z}
         for m in m_values:
             agg = apply(
-                variables, z[:, :m], actions[:, :m], method=SeqJEPA.aggregate_embeddings, stream=m
+                variables, z[:, :m], actions[:, :m], method=model.aggregate_embeddings, stream=m
             )
             out[f"agg_{m}"] = agg["agg_out"]
-        m_tr_agg = out[f"agg_{m_tr}"]
+        class_features = out[f"agg_{m_tr}"] if model.has_aggregate else z[:, 0]
         logits, action = probes.apply(
-            {"params": params["probes"]}, m_tr_agg, jnp.concatenate([z[:, 0], z[:, 1]], axis=-1)
+            {"params": params["probes"]},
+            class_features,
+            jnp.concatenate([z[:, 0], z[:, 1]], axis=-1),
         )
         out.update(online_logits=logits, online_action=action)
         return out

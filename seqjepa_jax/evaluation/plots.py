@@ -190,23 +190,25 @@ def evaluation_figures(
     *,
     use_umap: bool = True,
 ) -> dict[str, str]:
-    """The projections of the held-out features and a view strip; returns {name: path}."""
+    """The projections of the held-out features and a view strip; returns {name: path}. The
+    aggregate projection is drawn for methods with an aggregate (its `agg_{M_tr}` features)."""
     from seqjepa_jax.evaluation.report import rotation_targets
 
-    paths = {
-        name: os.path.join(out_dir, f"{name}.png")
-        for name in ("projection_aggregate", "projection_encoder", "sequence_strip")
-    }
+    names = ("projection_aggregate", "projection_encoder", "sequence_strip")
     m_tr = config.train.seq_len
-    projection_figure(
-        held_out[f"agg_{m_tr}"],
-        held_out["label"],
-        paths["projection_aggregate"],
-        title=f"Aggregate (M={m_tr}) by class",
-        colour_label="class",
-        categorical=True,
-        use_umap=use_umap,
-    )
+    if f"agg_{m_tr}" not in held_out:
+        names = names[1:]
+    paths = {name: os.path.join(out_dir, f"{name}.png") for name in names}
+    if "projection_aggregate" in paths:
+        projection_figure(
+            held_out[f"agg_{m_tr}"],
+            held_out["label"],
+            paths["projection_aggregate"],
+            title=f"Aggregate (M={m_tr}) by class",
+            colour_label="class",
+            categorical=True,
+            use_umap=use_umap,
+        )
     z = held_out["z"].reshape(-1, held_out["z"].shape[-1])
     latents = held_out["latents"].reshape(-1, held_out["latents"].shape[-1])
     if data.individual_target_name == "rotation":
@@ -273,9 +275,10 @@ def path_integration_figure(results: dict[str, Any], path: str) -> Figure:
     """R² (uniform, the paper's definition) of the path-integration probes against M_val."""
     m_values = results["path_integration_m_val"]
     probes = results["probes"]
+    method = results.get("method_label", "seq-JEPA")
     curves = [
-        ("seq-JEPA aggregate", "trained", "agg", "o-"),
-        ("seq-JEPA first + last encoder", "trained", "encoder", "s--"),
+        (f"{method} aggregate", "trained", "agg", "o-"),
+        (f"{method} first + last encoder", "trained", "encoder", "s--"),
         ("random init aggregate", "random_init", "agg", "^-"),
         ("actions alone (ceiling)", "trained", "actions", "kd:"),
     ]

@@ -35,7 +35,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from seqjepa_jax import checkpointing, train
+from seqjepa_jax import checkpointing, methods, train
 from seqjepa_jax.config_checks import validate_config
 from seqjepa_jax.data import kinds
 from seqjepa_jax.data import latents as latents_lib
@@ -182,13 +182,17 @@ def probe_state(
     regressions, combined = tasks.regression_tasks(config)
     if path_integration:
         regressions += tasks.path_integration_tasks(
-            config, tuple(config.eval.m_val), actions_only=online
+            config,
+            tuple(config.eval.m_val),
+            actions_only=online,
+            aggregate=methods.has_aggregate(config),
         )
+    aggregate_m_values = methods.aggregate_m_values(config)
     scores = report_lib.frozen_probe_report(
         train_features,
         eval_features,
         num_classes=config.data.num_classes,
-        m_values=config.eval.m_val,
+        m_values=aggregate_m_values,
         probe_steps=config.eval.probe_steps,
         probe_hidden=config.eval.probe_hidden,
         standardise_targets=config.eval.standardise_targets,
@@ -203,7 +207,7 @@ def probe_state(
             train_features,
             test,
             num_classes=config.data.num_classes,
-            m_values=config.eval.m_val,
+            m_values=aggregate_m_values,
             k=knn_k,
         )
         scores.update({prefix + name: value for name, value in knn_scores.items()})
@@ -241,7 +245,7 @@ def evaluate_checkpoint(
     feature_fn = features_lib.make_feature_fn(
         model,
         probes,
-        m_val,
+        methods.aggregate_m_values(config),
         config.train.seq_len,
         bn_train_mode=options.official_bn_train_mode,
     )
@@ -267,8 +271,10 @@ def evaluate_checkpoint(
     results = {
         "workdir": os.path.abspath(workdir),
         "step": int(step),
+        "method": config.method,
+        "method_label": methods.method_info(config.method).label,
         "m_tr": int(config.train.seq_len),
-        "m_val": list(m_val),
+        "m_val": list(methods.aggregate_m_values(config)),
         "data": config.data.name,
         "data_kind": kinds.dataset_kind(config.data.name),
         "individual_target": data.individual_target_name,

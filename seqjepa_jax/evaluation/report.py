@@ -38,6 +38,12 @@ def rotation_targets(latents: np.ndarray) -> np.ndarray:
     return euler_xyz_to_quaternion(latents[..., :3]).astype(np.float32)
 
 
+def online_probe_counterpart(has_aggregate: bool, m_tr: int) -> str:
+    """The frozen-probe key that the online class probe mirrors: the aggregate of M_tr views
+    (seq-JEPA) or one view's encoder embedding (the baselines, spec §4.1)."""
+    return f"agg_m{m_tr}_accuracy" if has_aggregate else "encoder_accuracy"
+
+
 def online_probe_report(features: dict[str, np.ndarray]) -> dict[str, float]:
     """Scores the online probes on held-out features (accuracy on labelled rows, action R²)."""
     labelled = features["label"] >= 0

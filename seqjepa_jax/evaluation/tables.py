@@ -34,6 +34,13 @@ R2_COLUMNS = {
 STATE_NAMES = {"trained": "seq-JEPA", "random_init": "random init"}
 
 
+def state_label(results: dict[str, Any], state: str) -> str:
+    """The row label of an evaluated state: the method's name for the trained checkpoint."""
+    if state == "trained":
+        return results.get("method_label", STATE_NAMES[state])
+    return STATE_NAMES.get(state, state)
+
+
 def r2_cell(scores: dict[str, float], name: str) -> str:
     """'0.71 / 0.80' (uniform / pooled) or '–' when the probe was not run."""
     if f"{name}_r2_uniform" not in scores:
@@ -54,7 +61,7 @@ def table1_markdown(results: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     m_tr = results["m_tr"]
     for state, scores in results["probes"].items():
-        label = STATE_NAMES.get(state, state)
+        label = state_label(results, state)
         r2 = [r2_cell(scores, name) for _, name in columns]
         for m in results["m_val"]:
             row = [
@@ -78,10 +85,11 @@ PATH_INPUTS = (("aggregate", "agg"), ("first + last encoder", "encoder"))
 def path_integration_markdown(results: dict[str, Any]) -> str:
     """R² (uniform / pooled) of the path-integration probes, one row per M_val >= 2."""
     probes = results["probes"]
+    inputs = PATH_INPUTS if results["m_val"] else PATH_INPUTS[1:]  # no aggregate: encoder only
     columns = [
-        (f"{STATE_NAMES.get(state, state)} {title}", state, f"path_integration_{key}_m")
+        (f"{state_label(results, state)} {title}", state, f"path_integration_{key}_m")
         for state in probes
-        for title, key in PATH_INPUTS
+        for title, key in inputs
     ]
     columns.append(("actions alone (ceiling)", "trained", "path_integration_actions_m"))
     header = ["M_val"] + [title for title, _, _ in columns]
@@ -97,8 +105,9 @@ def ood_rows(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
     rows = [(f"top-1 (%), M_val={m}", f"agg_m{m}_accuracy", True) for m in results["m_val"]]
     rows.append(("top-1 (%), encoder", "encoder_accuracy", True))
     rows += [(f"{title} R²", name, False) for title, name in R2_COLUMNS[results["data_kind"]]]
+    path_input = "agg" if results["m_val"] else "encoder"
     rows += [
-        (f"path integration R², M_val={m}", f"path_integration_agg_m{m}", False)
+        (f"path integration R², M_val={m}", f"path_integration_{path_input}_m{m}", False)
         for m in results.get("path_integration_m_val", [])
     ]
     return rows
@@ -109,7 +118,7 @@ def ood_markdown(results: dict[str, Any]) -> str:
     states = list(results["probes"])
     header = ["metric"]
     for state in states:
-        label = STATE_NAMES.get(state, state)
+        label = state_label(results, state)
         header += [f"{label} in-dist", f"{label} OOD"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for title, key, accuracy in ood_rows(results):
@@ -130,7 +139,7 @@ def metrics_markdown(results: dict[str, Any]) -> str:
     states = list(results["probes"])
     names = sorted({name for scores in results["probes"].values() for name in scores})
     lines = [
-        "| metric | " + " | ".join(STATE_NAMES.get(s, s) for s in states) + " |",
+        "| metric | " + " | ".join(state_label(results, s) for s in states) + " |",
         "|" + "---|" * (len(states) + 1),
     ]
     for name in names:
@@ -145,7 +154,8 @@ def metrics_markdown(results: dict[str, Any]) -> str:
 def results_markdown(results: dict[str, Any]) -> str:
     """The Markdown file the evaluation program writes: a header, Table 1, all metrics."""
     head = (
-        f"# Evaluation of {results['data']} at step {results['step']}\n\n"
+        f"# Evaluation of {results.get('method_label', 'seq-JEPA')} on {results['data']} at "
+        f"step {results['step']}\n\n"
         f"BN mode: {results['bn_mode']}; k-NN: cosine, k = {results['knn_k']}; "
         f"{results['num_eval_sequences']} held-out sequences. "
         "Top-1: linear probe on the aggregate of M_val views (encoder rows: one view). "

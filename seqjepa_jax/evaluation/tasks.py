@@ -111,10 +111,15 @@ def path_integration_targets(
 
 
 def path_integration_tasks(
-    config: ml_collections.ConfigDict, m_values: tuple[int, ...], *, actions_only: bool = True
+    config: ml_collections.ConfigDict,
+    m_values: tuple[int, ...],
+    *,
+    actions_only: bool = True,
+    aggregate: bool = True,
 ) -> tuple[RegressionTask, ...]:
     """The path-integration probes of each M_val >= 2 (module docstring); () where the data's
-    actions do not compose (augmentations), with the reason logged."""
+    actions do not compose (augmentations), with the reason logged. `aggregate=False` (a method
+    without an aggregate) keeps the encoder and actions-alone probes."""
     latent_type = config.data.latent_type
     if latent_type not in latents_lib.COMPOSABLE_ACTIONS:
         logging.info(
@@ -132,9 +137,10 @@ def path_integration_tasks(
         def targets(f: dict[str, np.ndarray], m: int = m) -> np.ndarray:
             return path_integration_targets(f, m, latent_type)
 
-        tasks.append(
-            RegressionTask(f"path_integration_agg_m{m}", lambda f, m=m: f[f"agg_{m}"], targets)
-        )
+        if aggregate:
+            tasks.append(
+                RegressionTask(f"path_integration_agg_m{m}", lambda f, m=m: f[f"agg_{m}"], targets)
+            )
         tasks.append(
             RegressionTask(
                 f"path_integration_encoder_m{m}",

@@ -21,7 +21,7 @@ views and M actions, `actions[:, j]` the relative transform from view j to view 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -70,6 +70,8 @@ class SeqJEPA(nn.Module):
     unbiased_running_var: bool = True
     dtype: Any = jnp.float32
 
+    has_aggregate: ClassVar[bool] = True
+
     def setup(self) -> None:
         self.encoder = encoder_of(self)
         if self.act_cond and self.learn_act_emb:
@@ -93,6 +95,11 @@ class SeqJEPA(nn.Module):
     def embedding_dim(self) -> int:
         """D, the encoder's pooled width (512 for ResNet-18)."""
         return self.width * 2 ** (len(self.stage_sizes) - 1)
+
+    @property
+    def class_feature_width(self) -> int:
+        """Width of the aggregate that the online class probe reads (spec §2.3: 640)."""
+        return self.token_width(self.action_dim)
 
     def token_width(self, action_dim: int) -> int:
         """Width of the aggregator tokens for actions of width d_a (spec §2.1 table)."""
@@ -208,6 +215,55 @@ class SeqJEPA(nn.Module):
         out["prediction"] = self.predict(out["agg_out"], out["action_embedding"], train=train)
         return out
 
+    def step_outputs(
+        self,
+        views: jax.Array,
+        actions: jax.Array,
+        targets: tuple[jax.Array, ...] | None = None,
+        train: bool = True,
+    ) -> dict[str, Any]:
+        """The trainer's interface (`models/baselines/base.py`) on a batch of the contract.
+
+        Views 0..M-1 are the observations, view M the target; `targets` holds the EMA target
+        encoder's embedding of view M (stop-gradient), or None to encode it online (no EMA).
+        The online action probe reads z1 ⊕ z2 with z2 the second observation, or the target's
+        embedding when there is one observation (spec §2.2 step 9, Q35).
+        """
+        num_obs = views.shape[1] - 1
+        out = self(
+            views[:, :num_obs],
+            actions[:, :num_obs],
+            target_views=views[:, num_obs] if targets is None else None,
+            train=train,
+        )
+        z_target = out["z_target"] if targets is None else targets[0]
+        z_obs = out["z_obs"]
+        z2 = z_obs[:, 1] if num_obs >= 2 else z_target
+        return {
+            "loss": prediction_loss(out["prediction"], z_target),
+            "class_features": out["agg_out"],
+            "probe_pair": jnp.concatenate([z_obs[:, 0], z2], axis=-1),
+            "embeddings": z_obs.reshape(-1, z_obs.shape[-1]),
+            "loss_terms": {},
+            "aggregate": out["agg_out"],
+            "target_embedding": z_target,
+        }
+
+    @nn.nowrap
+    def target_network(self) -> ResNet:
+        """The EMA target: a copy of the encoder (spec §1.2)."""
+        return encoder_of(self)
+
+    @nn.nowrap
+    def target_params_of(self, tree: dict) -> Any:
+        """The encoder's subtree of the online params or batch statistics."""
+        return tree["encoder"]
+
+    @nn.nowrap
+    def target_views(self, views: jax.Array) -> tuple[jax.Array, ...]:
+        """The target view (the last of the sequence), one BN batch."""
+        return (views[:, -1],)
+
 
 def encoder_of(model: SeqJEPA) -> ResNet:
     """The ResNet of a SeqJEPA's settings: the online encoder, and the EMA target's structure."""
@@ -216,13 +272,18 @@ def encoder_of(model: SeqJEPA) -> ResNet:
     )
 
 
-def prediction_loss(prediction: jax.Array, target: jax.Array, eps: float = 1e-8) -> jax.Array:
+def prediction_loss(
+    prediction: jax.Array, target: jax.Array, eps: float = 1e-8, *, stop_gradient: bool = True
+) -> jax.Array:
     """L = 1 - mean_b cos(pred_b, sg(target_b)) (spec §1.7), in float32.
 
-    Each norm is clamped at eps as in `torch.nn.CosineSimilarity(eps=1e-8)`.
+    Each norm is clamped at eps as in `torch.nn.CosineSimilarity(eps=1e-8)`. `stop_gradient=False`
+    lets gradients reach the target too (Conv-IJEPA's official undetached target, Q17).
     """
     prediction = prediction.astype(jnp.float32)
-    target = jax.lax.stop_gradient(target.astype(jnp.float32))
+    target = target.astype(jnp.float32)
+    if stop_gradient:
+        target = jax.lax.stop_gradient(target)
     dot = jnp.sum(prediction * target, axis=-1)
     norms = jnp.maximum(jnp.linalg.norm(prediction, axis=-1), eps) * jnp.maximum(
         jnp.linalg.norm(target, axis=-1), eps
