@@ -148,6 +148,14 @@ class BaselineModule(nn.Module):
         z = self.encoder(images.reshape((-1,) + images.shape[-3:]), train=train)
         return z.reshape(lead + (z.shape[-1],))
 
+    def encode_pair(
+        self, views: jax.Array, actions: jax.Array, train: bool
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(z1, z2, action 0 → 1): views 0 and 1 encoded in two calls (two BN batches), as the
+        official two-view forwards do (spec §8)."""
+        x1, x2, action = two_view_inputs(views, actions)
+        return self.encoder(x1, train=train), self.encoder(x2, train=train), action
+
     @nn.nowrap
     def target_network(self) -> nn.Module | None:
         """The EMA target's structure; None for methods without a target network."""
@@ -166,6 +174,36 @@ class BaselineModule(nn.Module):
     def gather(self, x: jax.Array) -> jax.Array:
         """The features of a global-batch term (`losses.maybe_gather`, Q6)."""
         return maybe_gather(x, self.official_nondifferentiable_gather)
+
+
+class EncoderProjectorTarget(BaselineModule):
+    """A baseline whose EMA target is a copy of its encoder and projector (BYOL,
+    BYOL-conditional, Conv-IJEPA; spec §8.2, §8.6, §8.9); subclasses say which views it encodes.
+
+    Attributes:
+      projector_dims: widths of the projector's Linears (official (2048, 128)); the projector
+        ends with BN(affine=False).
+    """
+
+    projector_dims: Sequence[int] = (2048, 128)
+
+    @nn.nowrap
+    def make_projector(self) -> nn.Module:
+        """The projector's structure (online, and the target's copy)."""
+        return self.head(self.projector_dims, output_norm=True)
+
+    @nn.nowrap
+    def target_network(self) -> nn.Module:
+        return EncoderProjector(self.make_encoder(), self.make_projector())
+
+    @nn.nowrap
+    def target_params_of(self, tree: dict) -> dict:
+        return {"encoder": tree["encoder"], "projector": tree["projector"]}
+
+
+def in_turn(module: nn.Module, *inputs: jax.Array, train: bool) -> tuple[jax.Array, ...]:
+    """`module` applied to each input in its own call (its own BN batch), in order."""
+    return tuple(module(x, train=train) for x in inputs)
 
 
 def step_outputs_of(
@@ -210,13 +248,3 @@ def two_view_inputs(views: jax.Array, actions: jax.Array) -> tuple[jax.Array, ..
             f"A two-view method needs at least 2 views per sequence, got {views.shape}."
         )
     return views[:, 0], views[:, 1], actions[:, 0]
-
-
-def target_encoder_projector(module: BaselineModule, projector: nn.Module) -> EncoderProjector:
-    """The EncoderProjector target of `module` with the given projector structure."""
-    return EncoderProjector(module.make_encoder(), projector)
-
-
-def encoder_and_projector(tree: dict) -> dict:
-    """{"encoder", "projector"} of an online tree: what an EncoderProjector target mirrors."""
-    return {"encoder": tree["encoder"], "projector": tree["projector"]}

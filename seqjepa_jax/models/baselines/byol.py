@@ -13,23 +13,16 @@ seq-JEPA without EMA); the official code would keep a frozen random target (Q39)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 
-from seqjepa_jax.models.baselines.base import (
-    BaselineModule,
-    encoder_and_projector,
-    step_outputs_of,
-    target_encoder_projector,
-    two_view_inputs,
-)
+from seqjepa_jax.models.baselines.base import EncoderProjectorTarget, in_turn, step_outputs_of
 from seqjepa_jax.models.baselines.losses import negative_cosine
 
 
-class BYOL(BaselineModule):
+class BYOL(EncoderProjectorTarget):
     """BYOL on views 0 and 1 (see the module docstring).
 
     Attributes:
@@ -37,7 +30,6 @@ class BYOL(BaselineModule):
       predictor_hidden: hidden width of the predictor (official 2048).
     """
 
-    projector_dims: Sequence[int] = (2048, 128)
     predictor_hidden: int = 2048
 
     def setup(self) -> None:
@@ -48,19 +40,6 @@ class BYOL(BaselineModule):
         )
 
     @nn.nowrap
-    def make_projector(self) -> nn.Module:
-        """The projector's structure (online, and the target's copy)."""
-        return self.head(self.projector_dims, output_norm=True)
-
-    @nn.nowrap
-    def target_network(self) -> nn.Module:
-        return target_encoder_projector(self, self.make_projector())
-
-    @nn.nowrap
-    def target_params_of(self, tree: dict) -> dict:
-        return encoder_and_projector(tree)
-
-    @nn.nowrap
     def target_views(self, views: jax.Array) -> tuple[jax.Array, ...]:
         return views[:, 0], views[:, 1]
 
@@ -68,10 +47,9 @@ class BYOL(BaselineModule):
         self, views: jax.Array, actions: jax.Array, targets: Any = None, train: bool = True
     ) -> dict[str, Any]:
         """The symmetric BYOL loss against the target projections of the other view."""
-        x1, x2, _ = two_view_inputs(views, actions)
-        z1, z2 = self.encoder(x1, train=train), self.encoder(x2, train=train)
-        y1, y2 = self.projector(z1, train=train), self.projector(z2, train=train)
-        p1, p2 = self.predictor(y1, train=train), self.predictor(y2, train=train)
+        z1, z2, _ = self.encode_pair(views, actions, train)
+        y1, y2 = in_turn(self.projector, z1, z2, train=train)
+        p1, p2 = in_turn(self.predictor, y1, y2, train=train)
         if targets is None:
             y1_target, y2_target = y1, y2
         else:

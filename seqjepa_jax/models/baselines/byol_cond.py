@@ -12,25 +12,22 @@ encodes view 1 (stop-gradient), as seq-JEPA without EMA.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 
 from seqjepa_jax.models.baselines.base import (
-    BaselineModule,
+    EncoderProjectorTarget,
     action_conditioned,
-    encoder_and_projector,
     step_outputs_of,
-    target_encoder_projector,
     two_view_inputs,
 )
 from seqjepa_jax.models.baselines.losses import negative_cosine
 from seqjepa_jax.models.heads import ActionProjection
 
 
-class BYOLConditional(BaselineModule):
+class BYOLConditional(EncoderProjectorTarget):
     """BYOL-conditional on views 0 and 1 and their action (see the module docstring).
 
     Attributes:
@@ -39,7 +36,6 @@ class BYOLConditional(BaselineModule):
       act_proj_dim: P (official `--act-projdim` 128).
     """
 
-    projector_dims: Sequence[int] = (2048, 128)
     predictor_hidden: int = 2048
     act_proj_dim: int = 128
 
@@ -52,19 +48,6 @@ class BYOLConditional(BaselineModule):
         self.predictor = self.head(
             (self.predictor_hidden, self.projector_dims[-1]), output_bias=True
         )
-
-    @nn.nowrap
-    def make_projector(self) -> nn.Module:
-        """The projector's structure (online, and the target's copy)."""
-        return self.head(self.projector_dims, output_norm=True)
-
-    @nn.nowrap
-    def target_network(self) -> nn.Module:
-        return target_encoder_projector(self, self.make_projector())
-
-    @nn.nowrap
-    def target_params_of(self, tree: dict) -> dict:
-        return encoder_and_projector(tree)
 
     @nn.nowrap
     def target_views(self, views: jax.Array) -> tuple[jax.Array, ...]:

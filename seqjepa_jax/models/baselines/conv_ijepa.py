@@ -26,11 +26,9 @@ import jax
 import jax.numpy as jnp
 
 from seqjepa_jax.models.baselines.base import (
-    BaselineModule,
+    EncoderProjectorTarget,
     action_conditioned,
-    encoder_and_projector,
     step_outputs_of,
-    target_encoder_projector,
 )
 from seqjepa_jax.models.heads import ActionProjection
 from seqjepa_jax.models.seqjepa import prediction_loss
@@ -42,7 +40,7 @@ def actions_to_target(actions: jax.Array) -> jax.Array:
     return jnp.flip(jnp.cumsum(jnp.flip(actions, axis=1), axis=1), axis=1)
 
 
-class ConvIJEPA(BaselineModule):
+class ConvIJEPA(EncoderProjectorTarget):
     """Conv-IJEPA on M glimpses and the target glimpse (see the module docstring).
 
     Attributes:
@@ -53,7 +51,6 @@ class ConvIJEPA(BaselineModule):
       official_probe_pair: Q16 (module docstring).
     """
 
-    projector_dims: tuple[int, ...] = (2048, 128)
     pred_hidden: int = 1024
     act_proj_dim: int = 128
     official_undetached_target: bool = False
@@ -66,19 +63,6 @@ class ConvIJEPA(BaselineModule):
             self.act_proj_dim, self.unbiased_running_var, self.dtype
         )
         self.predictor = self.head((self.pred_hidden, self.projector_dims[-1]), output_bias=True)
-
-    @nn.nowrap
-    def make_projector(self) -> nn.Module:
-        """The projector's structure (online, and the target's copy)."""
-        return self.head(self.projector_dims, output_norm=True)
-
-    @nn.nowrap
-    def target_network(self) -> nn.Module:
-        return target_encoder_projector(self, self.make_projector())
-
-    @nn.nowrap
-    def target_params_of(self, tree: dict) -> dict:
-        return encoder_and_projector(tree)
 
     @nn.nowrap
     def target_views(self, views: jax.Array) -> tuple[jax.Array, ...]:

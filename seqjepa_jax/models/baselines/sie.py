@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjepa_jax.models.baselines import losses
-from seqjepa_jax.models.baselines.base import BaselineModule, step_outputs_of, two_view_inputs
+from seqjepa_jax.models.baselines.base import BaselineModule, in_turn, step_outputs_of
 from seqjepa_jax.models.baselines.vicreg import weighted_sum
 from seqjepa_jax.models.layers import torch_default_kernel_init
 
@@ -73,13 +73,10 @@ class SIE(BaselineModule):
         self, views: jax.Array, actions: jax.Array, targets: Any = None, train: bool = True
     ) -> dict[str, Any]:
         """The SIE loss (no target network)."""
-        x1, x2, action = two_view_inputs(views, actions)
-        z1, z2 = self.encoder(x1, train=train), self.encoder(x2, train=train)
+        z1, z2, action = self.encode_pair(views, actions, train)
         split = self.embedding_dim // 2
-        inv1 = self.projector_inv(z1[:, :split], train=train)
-        inv2 = self.projector_inv(z2[:, :split], train=train)
-        equi1 = self.projector_equi(z1[:, split:], train=train)
-        equi2 = self.projector_equi(z2[:, split:], train=train)
+        inv1, inv2 = in_turn(self.projector_inv, z1[:, :split], z2[:, :split], train=train)
+        equi1, equi2 = in_turn(self.projector_equi, z1[:, split:], z2[:, split:], train=train)
         predicted = self.predictor(equi1, action)
         cat1 = self.gather(jnp.concatenate([inv1, equi1], axis=-1))
         cat2 = self.gather(jnp.concatenate([inv2, equi2], axis=-1))

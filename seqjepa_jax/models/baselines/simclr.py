@@ -14,7 +14,7 @@ from typing import Any
 
 import jax
 
-from seqjepa_jax.models.baselines.base import BaselineModule, step_outputs_of, two_view_inputs
+from seqjepa_jax.models.baselines.base import BaselineModule, in_turn, step_outputs_of
 from seqjepa_jax.models.baselines.losses import nt_xent
 
 
@@ -37,8 +37,7 @@ class SimCLR(BaselineModule):
         self, views: jax.Array, actions: jax.Array, targets: Any = None, train: bool = True
     ) -> dict[str, Any]:
         """NT-Xent of the two views' projections (no target network)."""
-        x1, x2, _ = two_view_inputs(views, actions)
-        z1, z2 = self.encoder(x1, train=train), self.encoder(x2, train=train)
-        y1, y2 = self.projector(z1, train=train), self.projector(z2, train=train)
+        z1, z2, _ = self.encode_pair(views, actions, train)
+        y1, y2 = in_turn(self.projector, z1, z2, train=train)
         loss = nt_xent(self.gather(y1), self.gather(y2), self.temperature)
         return step_outputs_of(loss, z1, z2, (z1, z2))

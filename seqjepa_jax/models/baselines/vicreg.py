@@ -15,7 +15,7 @@ from typing import Any
 import jax
 
 from seqjepa_jax.models.baselines import losses
-from seqjepa_jax.models.baselines.base import BaselineModule, step_outputs_of, two_view_inputs
+from seqjepa_jax.models.baselines.base import BaselineModule, in_turn, step_outputs_of
 
 
 def vicreg_terms(y1: jax.Array, y2: jax.Array, gathered: tuple[jax.Array, jax.Array]) -> dict:
@@ -54,16 +54,15 @@ class VICReg(BaselineModule):
         self, views: jax.Array, actions: jax.Array, targets: Any = None, train: bool = True
     ) -> dict[str, Any]:
         """The VICReg loss of the two views' projections (no target network)."""
-        x1, x2, _ = two_view_inputs(views, actions)
-        z1, z2 = self.encoder(x1, train=train), self.encoder(x2, train=train)
-        y1, y2 = self.projector(z1, train=train), self.projector(z2, train=train)
+        z1, z2, _ = self.encode_pair(views, actions, train)
+        y1, y2 = in_turn(self.projector, z1, z2, train=train)
         terms = vicreg_terms(y1, y2, (self.gather(y1), self.gather(y2)))
-        loss = weighted_sum(
-            terms,
-            {
-                "invariance": self.inv_coeff,
-                "variance": self.var_coeff,
-                "covariance": self.cov_coeff,
-            },
-        )
-        return step_outputs_of(loss, z1, z2, (z1, z2), terms)
+        return step_outputs_of(weighted_sum(terms, self.weights()), z1, z2, (z1, z2), terms)
+
+    def weights(self) -> dict[str, float]:
+        """The λ of each term of `vicreg_terms`."""
+        return {
+            "invariance": self.inv_coeff,
+            "variance": self.var_coeff,
+            "covariance": self.cov_coeff,
+        }

@@ -14,19 +14,18 @@ Two official mistakes are reproduced only behind switches (off by default):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import jax
 
 from seqjepa_jax.models.baselines import losses
-from seqjepa_jax.models.baselines.base import BaselineModule, step_outputs_of
-from seqjepa_jax.models.baselines.vicreg import vicreg_terms, weighted_sum
+from seqjepa_jax.models.baselines.base import step_outputs_of
+from seqjepa_jax.models.baselines.vicreg import VICReg, vicreg_terms, weighted_sum
 
 TRAJECTORY_VIEWS = 3
 
 
-class VICRegTraj(BaselineModule):
+class VICRegTraj(VICReg):
     """VICReg-Traj on views 0-2 (see the module docstring).
 
     Attributes:
@@ -37,17 +36,9 @@ class VICRegTraj(BaselineModule):
       official_probe_pair: the official (z_c, z_r) online probe pair (Q15).
     """
 
-    projector_dims: Sequence[int] = (2048, 2048, 2048)
-    inv_coeff: float = 25.0
-    var_coeff: float = 25.0
-    cov_coeff: float = 1.0
     alpha: float = 1.0
     official_unit_norm: bool = False
     official_probe_pair: bool = False
-
-    def setup(self) -> None:
-        self.encoder = self.make_encoder()
-        self.projector = self.head(self.projector_dims, hidden_bias=True)
 
     def step_outputs(
         self, views: jax.Array, actions: jax.Array, targets: Any = None, train: bool = True
@@ -64,14 +55,6 @@ class VICRegTraj(BaselineModule):
         terms["trajectory"] = losses.trajectory_term(
             y_left, y_centre, y_right, official_unit_norm=self.official_unit_norm
         )
-        loss = weighted_sum(
-            terms,
-            {
-                "invariance": self.inv_coeff,
-                "variance": self.var_coeff,
-                "covariance": self.cov_coeff,
-                "trajectory": self.alpha,
-            },
-        )
+        loss = weighted_sum(terms, {**self.weights(), "trajectory": self.alpha})
         first, second = (1, 2) if self.official_probe_pair else (0, 1)
         return step_outputs_of(loss, z[:, first], z[:, second], (z,), terms, class_features=z[:, 0])
