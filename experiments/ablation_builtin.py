@@ -86,8 +86,8 @@ def ledger_markdown(rows: Sequence[dict]) -> str:
     def line(label: str, row: dict, scores: dict) -> str:
         accuracies = " | ".join(f"{scores[f'agg_m{m}_accuracy']:.1f}" for m in M_VAL)
         r2 = (
-            f"{scores['relative_action_r2_uniform']:.2f} / "
-            f"{scores['relative_action_r2_pooled']:.2f}"
+            f"{scores['relative_rotation_r2_uniform']:.2f} / "
+            f"{scores['relative_rotation_r2_pooled']:.2f}"
         )
         act = "on" if row["act_cond"] else "off"
         return f"| {label} | {row['m_tr']} | {act} | {accuracies} | {r2} |"

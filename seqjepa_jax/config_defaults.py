@@ -155,6 +155,15 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.probe_hidden = 1024  # hidden width of the frozen rotation MLP (official 1024).
     # Fit MLP regressors on z-scored target columns (not official; docs/evaluation.md).
     config.eval.standardise_targets = False
+    # The probe protocol (issue 19, evaluation/report.py): a share of the probe-training objects
+    # held out to early-stop every MLP probe and pick its weight decay and the ridge penalty
+    # (0 = the earlier fixed hyperparameters on all probe-training objects); the grids; the MLP
+    # initialisation seeds (several: their mean is reported and their spread as *_seed_std).
+    config.eval.validation_fraction = 0.2
+    config.eval.probe_weight_decays = (1e-4, 1e-2, 1e-1)
+    config.eval.ridge_alphas = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
+    config.eval.probe_seeds = (0,)
+    config.eval.knn_k = 20  # neighbours of the cosine k-NN probe (evaluate's --knn_k overrides)
     config.eval.compare_random_init = True  # also probe a randomly initialised model.
     # Offline evaluation also scores the probes on the OOD split (spec §6.2; issue 10).
     config.eval.ood = False
@@ -303,6 +312,7 @@ def smoke_variant(config: ml_collections.ConfigDict) -> None:
     config.eval.max_eval_objects = 16
     config.eval.probe_steps = 5
     config.eval.probe_hidden = 16
+    config.eval.knn_k = 5
 
 
 def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:

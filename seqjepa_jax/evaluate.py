@@ -32,7 +32,9 @@ flags.DEFINE_bool(
     "Q8 fidelity: extract features with the frozen model in train mode (BN batch statistics, "
     "dropout), as the official offline evaluation does; nothing saved is updated.",
 )
-flags.DEFINE_integer("knn_k", 20, "Neighbours of the cosine k-NN classifier.")
+flags.DEFINE_integer(
+    "knn_k", None, "Neighbours of the cosine k-NN classifier (default: config.eval.knn_k, 20)."
+)
 flags.DEFINE_string("out", None, "Output folder. Default: <workdir>/eval.")
 flags.DEFINE_bool(
     "compare_random_init",

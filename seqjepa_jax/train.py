@@ -27,7 +27,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 from clu import metric_writers
 from etils import epath
@@ -39,6 +38,7 @@ from seqjepa_jax.data import kinds
 from seqjepa_jax.data.datasets import RunData, build_data
 from seqjepa_jax.evaluation import features as features_lib
 from seqjepa_jax.evaluation import report as report_lib
+from seqjepa_jax.evaluation import scoring, tables
 from seqjepa_jax.models.heads import OnlineProbes
 from seqjepa_jax.optimizers import build_optimizer
 from seqjepa_jax.sharding import make_mesh, replicated
@@ -167,45 +167,26 @@ def describe_views(config: ml_collections.ConfigDict) -> str:
     return f"{methods.training_views(config)} views"
 
 
-def probe_features(
-    config: ml_collections.ConfigDict, feature_fn: Any, state: TrainState, data: RunData
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Frozen features of a state on (a capped subset of) the probe-train and held-out splits."""
-
-    def extract(split: str, cap: int) -> dict[str, np.ndarray]:
-        batches = data.probe_batches(split, cap)
-        return features_lib.extract_features(feature_fn, state.params, state.batch_stats, batches)
-
-    return (
-        extract("train", config.eval.max_train_objects),
-        extract("eval", config.eval.max_eval_objects),
-    )
-
-
 def final_report(
     config: ml_collections.ConfigDict,
     feature_fn: Any,
     states: dict[str, TrainState],
     data: RunData,
 ) -> dict[str, dict[str, float]]:
-    """Frozen-probe report for each named state (e.g. trained and random init)."""
-    results = {}
-    for name, state in states.items():
-        train_features, eval_features = probe_features(config, feature_fn, state, data)
-        results[name] = report_lib.frozen_probe_report(
-            train_features,
-            eval_features,
-            num_classes=config.data.num_classes,
-            m_values=methods.aggregate_m_values(config),
-            probe_steps=config.eval.probe_steps,
-            probe_hidden=config.eval.probe_hidden,
-            standardise_targets=config.eval.standardise_targets,
-            individual_name=data.individual_target_name,
-            individual_targets=data.individual_targets,
-        )
-        if name == "trained":
-            results[name].update(report_lib.online_probe_report(eval_features))
-    return results
+    """The evaluation program's probes (`scoring.score_state`, same names and protocol) for each
+    named state (e.g. trained and random init); path integration is left to the program."""
+    return {
+        name: scoring.score_state(
+            config,
+            feature_fn,
+            state,
+            data,
+            knn_k=config.eval.knn_k,
+            online=name == "trained",
+            path_integration=False,
+        )[0]
+        for name, state in states.items()
+    }
 
 
 # Collapse warnings (train batches, `train_step.embedding_spread` / `effective_rank`).
@@ -363,6 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             accuracy_key=report_lib.online_probe_counterpart(
                 methods.has_aggregate(config), config.train.seq_len
             ),
+            r2_key=tables.R2_COLUMNS[kinds.dataset_kind(config.data.name)][0][1],
             path=curves,
             title=f"{config.method}, {config.data.name} data, {describe_views(config)}, "
             f"seed {config.seed}",

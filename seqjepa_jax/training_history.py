@@ -71,6 +71,7 @@ def training_curves_figure(
     final_probes: dict[str, dict[str, float]],
     *,
     accuracy_key: str,
+    r2_key: str,
     path: str,
     title: str = "",
 ) -> Any:
@@ -78,9 +79,9 @@ def training_curves_figure(
 
     Panels: held-out top-1 (online class probe over training; the final frozen probe
     `accuracy_key`, the one the online probe mirrors: seq-JEPA's aggregate at M_val = M_tr, a
-    baseline's encoder), held-out relative-action R² (both names; online probe over training, final
-    frozen MLP probe; values below `R2_AXIS_FLOOR` are listed as text), and the collapse
-    indicators of the train batches.
+    baseline's encoder), held-out R² of the relative transform (both names; online probe over
+    training, final frozen probe `r2_key`, e.g. "relative_rotation"; values below
+    `R2_AXIS_FLOOR` are listed as text), and the collapse indicators of the train batches.
     """
     from matplotlib.figure import Figure
 
@@ -101,7 +102,7 @@ def training_curves_figure(
             accuracy.axhline(scores[accuracy_key], color=colour, linestyle=dash,
                              label=f"final frozen probe, {label}")  # fmt: skip
         for definition in ("uniform", "pooled"):
-            value = scores.get(f"relative_action_r2_{definition}")
+            value = scores.get(f"{r2_key}_r2_{definition}")
             if value is None:
                 continue
             if value < R2_AXIS_FLOOR:

@@ -23,7 +23,7 @@ def test_tiny_ablation_writes_table_ledger_and_heatmap(tmp_path, monkeypatch):
     ledger = [json.loads(line) for line in (workdir / "ablation.jsonl").read_text().splitlines()]
     assert [row["name"] for row in ledger] == ["m_tr1_act", "m_tr1_noact"]
     for row in ledger:
-        assert set(row["probes"]["trained"]) >= {"agg_m5_accuracy", "relative_action_r2_pooled"}
+        assert set(row["probes"]["trained"]) >= {"agg_m5_accuracy", "relative_rotation_r2_pooled"}
     assert (workdir / "heatmap.png").stat().st_size > 0
     # A second invocation reuses the finished runs instead of retraining them.
     again = module.main(argv + ["--only=m_tr1_act"])

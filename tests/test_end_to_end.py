@@ -51,8 +51,12 @@ def test_train_checkpoint_resume_evaluate(tiny_config, tmp_path):
             "agg_m1_accuracy",
             "agg_m3_accuracy",
             "encoder_accuracy",
-            "relative_action_r2_uniform",
-            "relative_action_r2_pooled",
+            "relative_rotation_r2_uniform",
+            "relative_rotation_r2_pooled",
+            "relative_rotation_geodesic_deg",
+            "relative_rotation_ridge_r2_uniform",
+            "relative_rotation_mean_geodesic_deg",
+            "knn_encoder_accuracy",
             "individual_rotation_r2_uniform",
         } <= report.keys()
         assert all(np.isfinite(v) for v in report.values())

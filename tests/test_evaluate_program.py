@@ -96,7 +96,7 @@ def nothing_may_run(monkeypatch):
 
     monkeypatch.setattr(program.checkpointing, "Checkpointer", forbidden)
     monkeypatch.setattr(program, "build_data", forbidden)
-    monkeypatch.setattr(program.train, "probe_features", forbidden)
+    monkeypatch.setattr(program.scoring, "probe_features", forbidden)
 
 
 def test_m_val_beyond_the_views_per_object_fails_before_anything_runs(trained, nothing_may_run):

@@ -98,11 +98,25 @@ def test_frozen_report_on_features_that_encode_pose_and_class():
             "agg_3": agg,
         }
 
+    individual = tasks.regression_tasks(load_config("default", "tiny"))[0][1]
+    regressions = (
+        report.RegressionTask("relative_action", "pair", lambda f: f["actions"]),
+        individual,
+    )
     out = report.frozen_probe_report(
-        split(300), split(100), num_classes=3, m_values=(1, 3), probe_steps=300, probe_hidden=64
+        split(300),
+        split(100),
+        num_classes=3,
+        m_values=(1, 3),
+        probe_steps=300,
+        probe_hidden=64,
+        regressions=regressions,
     )
     assert out["agg_m1_accuracy"] > 95 and out["encoder_accuracy"] > 95
     assert out["individual_rotation_r2_uniform"] > 0.9
+    assert (
+        out["individual_rotation_geodesic_deg"] < out["individual_rotation_mean_geodesic_deg"] / 3
+    )
     assert out["relative_action_r2_uniform"] > 0.8
 
 

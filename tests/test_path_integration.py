@@ -89,7 +89,8 @@ def test_path_integration_probe_recovers_a_known_answer_and_not_shuffled_targets
     assert tasks.path_integration_tasks(aug, (2, 3)) == ()  # skipped, not an error
 
 
-def test_ood_rows_never_enter_a_fit(monkeypatch):
+@pytest.mark.parametrize("selection", [None, probes.ProbeSelection()], ids=["fixed", "selected"])
+def test_ood_rows_never_enter_a_fit(monkeypatch, selection):
     train, test = synthetic_features(200, 3, (1, 2, 3)), synthetic_features(60, 4, (1, 2, 3))
     for split in (train, test):
         split["label"] = np.arange(len(split["z"])) % 3
@@ -100,12 +101,14 @@ def test_ood_rows_never_enter_a_fit(monkeypatch):
     fitted = []
     standardise = probes.standardise
 
-    def spy(train_x, test_x, eps=1e-6):
-        fitted.append(np.asarray(train_x))
-        return standardise(train_x, test_x, eps)
+    def spy(train_x, test_x, *validation, eps=1e-6):
+        fitted.extend(np.asarray(x) for x in (train_x, *validation))  # what fits or selects
+        return standardise(train_x, test_x, *validation, eps=eps)
 
     monkeypatch.setattr(probes, "standardise", spy)
-    kwargs = dict(num_classes=3, m_values=(1, 2, 3), probe_steps=20, probe_hidden=16)
+    kwargs = dict(
+        num_classes=3, m_values=(1, 2, 3), probe_steps=20, probe_hidden=16, selection=selection
+    )
     regressions = tasks.path_integration_tasks(rot_config(), (1, 2, 3))
     with_ood = report.frozen_probe_report(train, test, regressions=regressions, ood=ood, **kwargs)
     assert fitted and all(np.abs(x).max() < poison / 10 for x in fitted)

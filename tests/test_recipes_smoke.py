@@ -43,7 +43,8 @@ def _check(results: dict, config, name: str) -> None:
     for m in config.eval.m_val:
         assert 0.0 <= trained[f"agg_m{m}_accuracy"] <= 100.0
     assert f"individual_{INDIVIDUAL[name]}_r2_uniform" in trained
-    assert "relative_action_r2_pooled" in trained
+    relative = {"augmentation": "relative_augmentation", "position": "relative_position"}
+    assert f"{relative[INDIVIDUAL[name]]}_r2_pooled" in trained
 
 
 @pytest.mark.parametrize("name", ["cifar100", "stl10", "imagenet"])

@@ -57,6 +57,12 @@ _OTHER_LATENTS = {"rot": [], "color": [3, 6], "rotcolor": [3, 6], "all": [3, 4, 
 _USES_ROTATION = {"rot": True, "color": False, "rotcolor": True, "all": True}
 
 
+def uses_rotation(latent_type: str) -> bool:
+    """Whether actions of `latent_type` start with a (relative) quaternion; False for non-3D
+    types ("aug", "saccade")."""
+    return _USES_ROTATION.get(latent_type, False)
+
+
 def _check_type(latent_type: str) -> str:
     if latent_type not in _ACTION_DIMS:
         raise ValueError(

@@ -7,6 +7,9 @@ targets whose columns have very different means (the w column). Both are reporte
   (`multioutput="uniform_average"`), which the official seq-JEPA code uses everywhere.
 - `r2_pooled`: one global mean over all elements, 1 - Σ(y - ŷ)² / Σ(y - ȳ)², as SIE's and
   ContextSSL's evaluation scripts compute it.
+
+For rotations, `geodesic_degrees` is the mean angle between predicted and true rotations: the
+convention-free readout (issue 19) that neither R² gives.
 """
 
 from __future__ import annotations
@@ -33,6 +36,21 @@ def r2_pooled(targets: np.ndarray, predictions: np.ndarray) -> float:
     y, p = _as_2d(targets), _as_2d(predictions)
     total = np.sum((y - y.mean()) ** 2)
     return float(1.0 - np.sum((y - p) ** 2) / total) if total > 0 else 0.0
+
+
+def geodesic_degrees(targets: np.ndarray, predictions: np.ndarray) -> float:
+    """Mean rotation angle (degrees) between predicted and true rotations, from quaternions.
+
+    The first 4 columns of each row are a quaternion (scalar-last, spec §6.1); predictions are
+    normalised first (an MLP's output is not unit-norm), and q and -q are the same rotation, so
+    the angle is 2·arccos(|<q̂, q>|). Convention-free: it does not depend on the quaternion's sign
+    or column order, unlike an R² over its components.
+    """
+    y, p = _as_2d(targets)[:, :4], _as_2d(predictions)[:, :4]
+    y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+    p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    cosine = np.clip(np.abs(np.sum(y * p, axis=1)), 0.0, 1.0)
+    return float(np.degrees(2.0 * np.arccos(cosine)).mean())
 
 
 def top1_accuracy(labels: np.ndarray, logits: np.ndarray) -> float:

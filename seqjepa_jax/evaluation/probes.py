@@ -7,10 +7,17 @@ official ones (linear classifier; MLP in→h→h→out with ReLU for rotations, 
 regressors for colour, blur and saccade positions, solved in closed form as ridge regression).
 Features are standardised with the training set's statistics first, so one learning rate serves
 encoders of any scale (a random-init encoder and a trained one alike).
+
+Model selection without the test split (issue 19, `ProbeSelection`): given a validation split
+carved from the probe-training objects, `fit_regressor` early-stops every MLP at the step of
+lowest validation MSE and picks its weight decay from a grid by the same criterion, and picks the
+ridge penalty of a linear regressor from a grid (then refits it on fit + validation). Probe seeds
+(the MLP's initialisation) are an argument, so their spread on the same features can be measured.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 
@@ -23,6 +30,36 @@ import optax
 from seqjepa_jax.evaluation import metrics
 
 REGRESSION_HEADS = ("mlp", "linear")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSelection:
+    """How the regression probes are chosen on a validation split (module docstring).
+
+    Attributes:
+      validation_fraction: share of the probe-training objects held out for selection.
+      weight_decays: the MLP's AdamW weight-decay grid.
+      ridge_alphas: the linear (ridge) regressor's penalty grid.
+      seeds: MLP initialisation seeds; scores are averaged and their spread reported.
+    """
+
+    validation_fraction: float = 0.2
+    weight_decays: tuple[float, ...] = (1e-4, 1e-2, 1e-1)
+    ridge_alphas: tuple[float, ...] = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
+    seeds: tuple[int, ...] = (0,)
+
+
+def validation_split(count: int, fraction: float, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """(fit rows, validation rows) of `count` objects: a fixed random `fraction` for validation
+    (at least one object on each side)."""
+    if not 0.0 < fraction < 1.0 or count < 2:
+        raise ValueError(
+            f"A validation split needs 0 < fraction < 1 and >= 2 objects; got {fraction} of "
+            f"{count}."
+        )
+    order = np.random.default_rng(seed).permutation(count)
+    cut = min(max(int(round(count * fraction)), 1), count - 1)
+    return np.sort(order[cut:]), np.sort(order[:cut])
 
 
 class MLPRegressor(nn.Module):
@@ -38,12 +75,10 @@ class MLPRegressor(nn.Module):
         return nn.Dense(self.out_features)(x)
 
 
-def standardise(
-    train: np.ndarray, test: np.ndarray, eps: float = 1e-6
-) -> tuple[np.ndarray, np.ndarray]:
-    """Z-scores both arrays with the training set's per-feature mean and std."""
+def standardise(train: np.ndarray, *others: np.ndarray, eps: float = 1e-6) -> tuple:
+    """Z-scores every array with the training set's per-feature mean and std."""
     mean, std = train.mean(axis=0), train.std(axis=0) + eps
-    return (train - mean) / std, (test - mean) / std
+    return tuple((x - mean) / std for x in (train, *others))
 
 
 def _cross_entropy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
@@ -76,6 +111,41 @@ def fit_full_batch(
 
     params, _ = jax.lax.fori_loop(0, steps, body, (params, tx.init(params)))
     return params
+
+
+@functools.partial(jax.jit, static_argnames=("module", "steps"))
+def fit_early_stopped(
+    module: nn.Module,
+    x: jax.Array,
+    y: jax.Array,
+    val_x: jax.Array,
+    val_y: jax.Array,
+    steps: int,
+    learning_rate: float,
+    weight_decay: float,
+    seed: int,
+) -> tuple[dict, jax.Array, jax.Array]:
+    """`steps` full-batch AdamW steps on the MSE of (x, y); returns (the params of the step with
+    the lowest validation MSE, that MSE, that step)."""
+    params = module.init(jax.random.PRNGKey(seed), x[:1])
+    tx = optax.adamw(learning_rate, weight_decay=weight_decay)
+
+    def val_loss(p: dict) -> jax.Array:
+        return _mean_squared_error(module.apply(p, val_x), val_y)
+
+    def body(i: int, carry: tuple) -> tuple:
+        p, s, best, best_loss, best_step = carry
+        grads = jax.grad(lambda q: _mean_squared_error(module.apply(q, x), y))(p)
+        updates, s = tx.update(grads, s, p)
+        p = optax.apply_updates(p, updates)
+        loss = val_loss(p)
+        better = loss < best_loss
+        best = jax.tree.map(lambda b, n: jnp.where(better, n, b), best, p)
+        return p, s, best, jnp.where(better, loss, best_loss), jnp.where(better, i + 1, best_step)
+
+    start = (params, tx.init(params), params, val_loss(params), jnp.zeros((), jnp.int32))
+    _, _, best, best_loss, best_step = jax.lax.fori_loop(0, steps, body, start)
+    return best, best_loss, best_step
 
 
 def linear_probe_logits(
@@ -148,6 +218,9 @@ def fit_regressor(
     weight_decay: float = 1e-4,
     ridge_alpha: float = 1.0,
     standardise_targets: bool = False,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    selection: ProbeSelection = ProbeSelection(),
+    seed: int = 0,
 ) -> np.ndarray:
     """Fits a regressor on frozen, standardised train features; returns its test predictions.
 
@@ -157,6 +230,11 @@ def fit_regressor(
     `ridge_alpha` (scikit-learn `Ridge`'s objective): the optimum that the official AdamW loop on a
     linear layer approaches, with no learning rate or step count to tune.
 
+    With `validation` = (inputs, targets) of held-out probe-training objects, the hyperparameters
+    are chosen on it (module docstring): the MLP's weight decay from `selection.weight_decays`
+    and its step by early stopping (`weight_decay` is then unused), ridge's penalty from
+    `selection.ridge_alphas` (`ridge_alpha` unused). `seed` initialises the MLP.
+
     `standardise_targets` fits the MLP on per-column z-scored targets (train statistics) and maps
     its predictions back. Not the official protocol (raw targets, spec §12.2): with raw targets a
     low-variance column, such as a quaternion's w for small rotations, gets almost no weight in the
@@ -165,22 +243,38 @@ def fit_regressor(
     """
     if head not in REGRESSION_HEADS:
         raise ValueError(f"Unknown regression head {head!r}; use one of {REGRESSION_HEADS}.")
-    train_x, test_x = standardise(train_x, test_x)
+    if validation is None:
+        train_x, test_x = standardise(train_x, test_x)
+    else:
+        train_x, test_x, val_x = standardise(train_x, test_x, validation[0])
+        val_y = validation[1]
     if head == "linear":
-        return ridge_predictions(train_x, train_y, test_x, ridge_alpha)
+        if validation is None:
+            return ridge_predictions(train_x, train_y, test_x, ridge_alpha)
+        errors = [
+            np.mean((ridge_predictions(train_x, train_y, val_x, alpha) - val_y) ** 2)
+            for alpha in selection.ridge_alphas
+        ]
+        alpha = selection.ridge_alphas[int(np.argmin(errors))]
+        both_x, both_y = np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y])
+        return ridge_predictions(both_x, both_y, test_x, alpha)
     shift, scale = 0.0, 1.0
     if standardise_targets:
         shift, scale = train_y.mean(axis=0), train_y.std(axis=0) + 1e-6
     model = MLPRegressor(train_y.shape[-1], hidden)
-    params = fit_full_batch(
-        model,
-        _mean_squared_error,
-        jnp.asarray(train_x, jnp.float32),
-        jnp.asarray((train_y - shift) / scale, jnp.float32),
-        steps,
-        learning_rate,
-        weight_decay,
-    )
+    x = jnp.asarray(train_x, jnp.float32)
+    y = jnp.asarray((train_y - shift) / scale, jnp.float32)
+    if validation is None:
+        params = fit_full_batch(
+            model, _mean_squared_error, x, y, steps, learning_rate, weight_decay
+        )
+    else:
+        val = (jnp.asarray(val_x, jnp.float32), jnp.asarray((val_y - shift) / scale, jnp.float32))
+        fits = [
+            fit_early_stopped(model, x, y, *val, steps, learning_rate, decay, seed)
+            for decay in selection.weight_decays
+        ]
+        params = min(fits, key=lambda fit: float(fit[1]))[0]
     return np.asarray(model.apply(params, jnp.asarray(test_x, jnp.float32))) * scale + shift
 
 

@@ -41,8 +41,7 @@ from seqjepa_jax.data import kinds
 from seqjepa_jax.data import latents as latents_lib
 from seqjepa_jax.data.datasets import RunData, build_data, check_ood_split
 from seqjepa_jax.evaluation import features as features_lib
-from seqjepa_jax.evaluation import report as report_lib
-from seqjepa_jax.evaluation import restore, tables, tasks
+from seqjepa_jax.evaluation import restore, scoring, tables
 from seqjepa_jax.optimizers import build_optimizer
 from seqjepa_jax.sharding import make_mesh
 
@@ -58,7 +57,7 @@ class EvalOptions:
         object of rendered data.
       step: checkpoint step; None = the newest.
       official_bn_train_mode: features with BN batch statistics and dropout (Q8).
-      knn_k: neighbours of the k-NN classifier.
+      knn_k: neighbours of the k-NN classifier; None = config.eval.knn_k.
       out_dir: output folder; None = <workdir>/eval.
       compare_random_init: also probe a random init; None = config.eval.compare_random_init.
       plots: write the UMAP / PCA projections and the view strip.
@@ -72,7 +71,7 @@ class EvalOptions:
     m_val: tuple[int, ...] | None = None
     step: int | None = None
     official_bn_train_mode: bool = False
-    knn_k: int = 20
+    knn_k: int | None = None
     out_dir: str | None = None
     compare_random_init: bool | None = None
     plots: bool = True
@@ -156,69 +155,6 @@ def load_states(
     return model, probes, state, template
 
 
-def probe_state(
-    config: ml_collections.ConfigDict,
-    feature_fn: Any,
-    state: Any,
-    data: RunData,
-    *,
-    knn_k: int,
-    online: bool,
-    path_integration: bool = True,
-) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
-    """(every probe score of one state, its held-out features: {"eval": ..., "ood": ...}).
-
-    With `config.eval.ood` the OOD split's features are scored by the same fitted probes
-    (`ood_*` keys); they never enter a fit. The model-free actions-only path-integration ceiling
-    is fitted with the `online` (trained) state only.
-    """
-    train_features, eval_features = train.probe_features(config, feature_fn, state, data)
-    ood_features = None
-    if config.eval.ood:
-        batches = data.probe_batches("ood", config.eval.max_eval_objects)
-        ood_features = features_lib.extract_features(
-            feature_fn, state.params, state.batch_stats, batches
-        )
-    regressions, combined = tasks.regression_tasks(config)
-    if path_integration:
-        regressions += tasks.path_integration_tasks(
-            config,
-            tuple(config.eval.m_val),
-            actions_only=online,
-            aggregate=methods.has_aggregate(config),
-        )
-    aggregate_m_values = methods.aggregate_m_values(config)
-    scores = report_lib.frozen_probe_report(
-        train_features,
-        eval_features,
-        num_classes=config.data.num_classes,
-        m_values=aggregate_m_values,
-        probe_steps=config.eval.probe_steps,
-        probe_hidden=config.eval.probe_hidden,
-        standardise_targets=config.eval.standardise_targets,
-        regressions=regressions,
-        combined=combined,
-        ood=ood_features,
-    )
-    for prefix, test in (("", eval_features), ("ood_", ood_features)):
-        if test is None:
-            continue
-        knn_scores = report_lib.knn_probe_report(
-            train_features,
-            test,
-            num_classes=config.data.num_classes,
-            m_values=aggregate_m_values,
-            k=knn_k,
-        )
-        scores.update({prefix + name: value for name, value in knn_scores.items()})
-    if online:
-        scores.update(report_lib.online_probe_report(eval_features))
-    held_out = {"eval": eval_features}
-    if ood_features is not None:
-        held_out["ood"] = ood_features
-    return scores, held_out
-
-
 def evaluate_checkpoint(
     config: ml_collections.ConfigDict, workdir: str, options: EvalOptions = EvalOptions()
 ) -> dict[str, Any]:
@@ -230,8 +166,9 @@ def evaluate_checkpoint(
     config = evaluation_config(config, m_val)
     mesh = make_mesh()
     validate_config(config, device_count=mesh.devices.size, process_count=jax.process_count())
-    if options.knn_k < 1:
-        raise ValueError(f"--knn_k={options.knn_k} must be >= 1.")
+    knn_k = config.eval.knn_k if options.knn_k is None else options.knn_k
+    if knn_k < 1:
+        raise ValueError(f"--knn_k={knn_k} must be >= 1.")
     other_runs = []
     if options.heatmap_runs:  # read now: a wrong path must not cost a whole evaluation
         from seqjepa_jax.evaluation import plots
@@ -257,12 +194,12 @@ def evaluate_checkpoint(
     held_out: dict[str, dict[str, np.ndarray]] = {}
     for name, one_state in states.items():
         logging.info("Extracting features and fitting probes: %s", name)
-        scores[name], features = probe_state(
+        scores[name], features = scoring.score_state(
             config,
             feature_fn,
             one_state,
             data,
-            knn_k=options.knn_k,
+            knn_k=knn_k,
             online=name == "trained",
             path_integration=options.path_integration,
         )
@@ -279,7 +216,7 @@ def evaluate_checkpoint(
         "data_kind": kinds.dataset_kind(config.data.name),
         "individual_target": data.individual_target_name,
         "bn_mode": "train (official, Q8)" if options.official_bn_train_mode else "inference",
-        "knn_k": options.knn_k,
+        "knn_k": knn_k,
         "num_eval_sequences": int(len(held_out["eval"]["label"])),
         "ood": bool(config.eval.ood),
         "num_ood_sequences": int(len(held_out["ood"]["label"])) if "ood" in held_out else 0,

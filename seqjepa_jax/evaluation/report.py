@@ -3,23 +3,25 @@
 From features extracted on a probe-training split and a held-out split (`features.py`):
 
 - `agg_m{m}_accuracy`: linear classifier on the aggregate of m observation views (paper Table 1
-  top-1, for the M_val sweep);
+  top-1, for the M_val sweep; seq-JEPA only);
 - `encoder_accuracy`: linear classifier on one view's encoder embedding (the official offline
   `res_classifier`, Q11);
-- `relative_action_r2_*`: MLP on the encoder pair (z_j, z_j+1) → the relative action view j → j+1
-  (the paper's relative rotation R² for the `rot` latent type; spec §7.1, §12.2), over every
-  consecutive pair of the extracted sequences (the official eval uses only views 0 and 1, Q40; more
-  pairs per object make the probe far less data-starved on small datasets);
-- `individual_{name}_r2_*`: MLP on one view's embedding → its absolute per-view target, over every
-  view: the quaternion for 3D objects (`individual_rotation`, spec §7.4, the protocol inferred
-  there), the augmentation parameter vector (`individual_augmentation`) or the fixation position
-  (`individual_position`); the data layer says which (`RunData.individual_targets`);
-each R² under both names of `metrics.py`. The online probes (trained inside the step) are scored on
-the held-out split too.
+- one entry per `RegressionTask` (`tasks.py` says which, per kind of data): e.g.
+  `relative_rotation_r2_*`, the MLP on the encoder pair (z_j, z_j+1) → R_j⁻¹R_j+1 over every
+  consecutive pair (the paper's relative rotation R², spec §7.1, §12.2; the official eval uses
+  only views 0 and 1, Q40), each R² under both names of `metrics.py`, and for rotations the mean
+  geodesic error `*_geodesic_deg`.
 
-The regressions are `RegressionTask`s: the training run's summary uses `default_regressions`; the
-evaluation program passes the official probes of each data kind (`tasks.py`). `knn_probe_report`
-adds cosine k-NN accuracy on the same features (`knn.py`).
+The probe protocol (issue 19), with a `probes.ProbeSelection`: a validation split of the
+probe-training *objects* (never the held-out ones) early-stops every MLP and picks its weight
+decay, and picks the ridge penalty of linear probes; next to every MLP probe a closed-form ridge
+probe (`{name}_ridge_*`) is the low-variance reference, and `{name}_mean_*` is the floor of
+predicting the training targets' mean. With several probe seeds the MLP scores are their mean and
+`*_seed_std` their spread on the same features. Without a selection the probes use fixed
+hyperparameters on the whole training split (the earlier protocol).
+
+The online probes (trained inside the step) are scored on the held-out split too, and
+`knn_probe_report` adds cosine k-NN accuracy on the same features (`knn.py`).
 """
 
 from __future__ import annotations
@@ -73,12 +75,14 @@ class RegressionTask:
         example per sequence with targets (N, d) (the path-integration probes, `tasks.py`).
       targets: features dict (`features.py`) -> the per-pair or per-view targets.
       head: "mlp" (in→h→h→out, spec §7.1) or "linear" (`probes.fit_regressor`).
+      rotation: the first 4 target columns are a quaternion: also report the geodesic error.
     """
 
     name: str
     inputs: str | Callable[[dict[str, np.ndarray]], np.ndarray]
     targets: Callable[[dict[str, np.ndarray]], np.ndarray]
     head: str = "mlp"
+    rotation: bool = False
 
     def __post_init__(self) -> None:
         if not callable(self.inputs) and self.inputs not in ("pair", "single"):
@@ -109,18 +113,17 @@ class RegressionTask:
         return x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
 
 
-def default_regressions(
-    individual_name: str = "rotation",
-    individual_targets: Callable[[np.ndarray], np.ndarray] = rotation_targets,
-) -> tuple[RegressionTask, ...]:
-    """The training run's summary probes: the pair → relative action MLP (for 3D `rot` data the
-    paper's relative rotation R², spec §12.2) and the one-view → individual target MLP."""
-    return (
-        RegressionTask("relative_action", "pair", lambda f: f["actions"]),
-        RegressionTask(
-            f"individual_{individual_name}", "single", lambda f: individual_targets(f["latents"])
-        ),
-    )
+def regression_scores(targets: np.ndarray, predictions: np.ndarray, rotation: bool) -> dict:
+    """Both R² definitions, and the geodesic error (degrees) of rotation targets."""
+    scores = probes.r2_scores(targets, predictions)
+    if rotation:
+        scores["geodesic_deg"] = metrics.geodesic_degrees(targets, predictions)
+    return scores
+
+
+def take_rows(features: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The features of the sequences (objects) `rows`: every array's leading axis."""
+    return {key: value[rows] for key, value in features.items()}
 
 
 def frozen_probe_report(
@@ -131,24 +134,23 @@ def frozen_probe_report(
     m_values: Sequence[int],
     probe_steps: int,
     probe_hidden: int,
-    individual_name: str = "rotation",
-    individual_targets: Callable[[np.ndarray], np.ndarray] = rotation_targets,
-    regressions: Sequence[RegressionTask] | None = None,
+    regressions: Sequence[RegressionTask] = (),
     combined: Mapping[str, Sequence[str]] | None = None,
     ood: dict[str, np.ndarray] | None = None,
     standardise_targets: bool = False,
+    selection: probes.ProbeSelection | None = None,
 ) -> dict[str, float]:
     """Fits every frozen-feature probe on `train` features and scores it on `test` features.
 
-    Regression probes are `regressions` (default: `default_regressions(individual_name,
-    individual_targets)`). `combined` maps a report name to regression tasks with the same inputs
-    whose test predictions are concatenated column-wise and scored together: the official
-    augmentation `R2` over [crop, jitter, blur] predictions of three heads (spec §7.1).
+    `combined` maps a report name to regression tasks with the same inputs whose test predictions
+    are concatenated column-wise and scored together: the official augmentation `R2` over [crop,
+    jitter, blur] predictions of three heads (spec §7.1).
 
     `ood`: features of an out-of-distribution split (spec §6.2, issue 10). Every probe fitted on
     `train` is also scored on them, under the same key prefixed `ood_`; OOD rows only ever reach
-    the fitted probes' predictions, never a fit or its standardisation.
+    the fitted probes' predictions, never a fit, a selection or a standardisation.
 
+    `selection`: the validation protocol of the module docstring (None: fixed hyperparameters).
     `standardise_targets`: fit the MLP regressors on z-scored target columns
     (`probes.fit_regressor`; `config.eval.standardise_targets`, off by default as in the official
     protocol).
@@ -175,33 +177,65 @@ def frozen_probe_report(
         split["z0"] = split["z"][:, 0]
     classify("z0", "encoder_accuracy")
 
-    if regressions is None:
-        regressions = default_regressions(individual_name, individual_targets)
-    outputs: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {p: {} for p in held_out}
+    fit, validation = train, None
+    if selection is not None:
+        fit_rows, val_rows = probes.validation_split(len(train["z"]), selection.validation_fraction)
+        fit, validation = take_rows(train, fit_rows), take_rows(train, val_rows)
+    seeds = selection.seeds if selection is not None else (0,)
+    per_seed: list[dict[str, float]] = [{} for _ in seeds]
+    outputs = [{prefix: {} for prefix in held_out} for _ in seeds]
     for task in regressions:
-        train_x, train_y = task.examples(train)
+        train_x, train_y = task.examples(fit)
         examples = [task.examples(split) for split in held_out.values()]
         test_x, cuts = stack([x for x, _ in examples])
-        predictions = probes.fit_regressor(
-            train_x,
-            train_y,
-            test_x,
-            head=task.head,
-            hidden=probe_hidden,
-            steps=probe_steps,
-            standardise_targets=standardise_targets,
-        )
-        for prefix, (_, y), part in zip(held_out, examples, np.split(predictions, cuts)):
-            outputs[prefix][task.name] = (y, part)
-            report.update(_prefixed(prefix + task.name, probes.r2_scores(y, part)))
+        heads = [(task.name, task.head)]
+        if selection is not None and task.head == "mlp":
+            heads.append((f"{task.name}_ridge", "linear"))  # the low-variance reference
+        for name, head in heads:
+            for index, seed in enumerate(seeds):
+                if head == "linear" and index > 0:  # closed form: the same for every seed
+                    per_seed[index].update(
+                        {k: v for k, v in per_seed[0].items() if k.startswith(name)}
+                    )
+                    continue
+                predictions = probes.fit_regressor(
+                    train_x,
+                    train_y,
+                    test_x,
+                    head=head,
+                    hidden=probe_hidden,
+                    steps=probe_steps,
+                    standardise_targets=standardise_targets,
+                    validation=None if validation is None else task.examples(validation),
+                    selection=selection or probes.ProbeSelection(),
+                    seed=seed,
+                )
+                for prefix, (_, y), part in zip(held_out, examples, np.split(predictions, cuts)):
+                    if name == task.name:
+                        outputs[index][prefix][name] = (y, part)
+                    scores = regression_scores(y, part, task.rotation)
+                    per_seed[index].update(_prefixed(prefix + name, scores))
+        for prefix, (_, y) in zip(held_out, examples):  # the predict-the-mean floor
+            mean = np.broadcast_to(train_y.mean(axis=0), y.shape)
+            report.update(
+                _prefixed(f"{prefix}{task.name}_mean", regression_scores(y, mean, task.rotation))
+            )
     for name, parts in (combined or {}).items():
-        missing = [part for part in parts if part not in outputs[""]]
+        missing = [part for part in parts if part not in outputs[0][""]]
         if missing:
             raise ValueError(f"Combined probe {name!r} names unknown regressions {missing}.")
-        for prefix, scored in outputs.items():
-            targets = np.concatenate([scored[part][0] for part in parts], axis=-1)
-            predictions = np.concatenate([scored[part][1] for part in parts], axis=-1)
-            report.update(_prefixed(prefix + name, probes.r2_scores(targets, predictions)))
+        for index, scored_splits in enumerate(outputs):
+            for prefix, scored in scored_splits.items():
+                targets = np.concatenate([scored[part][0] for part in parts], axis=-1)
+                predictions = np.concatenate([scored[part][1] for part in parts], axis=-1)
+                per_seed[index].update(
+                    _prefixed(prefix + name, probes.r2_scores(targets, predictions))
+                )
+    for key in per_seed[0]:
+        values = [scores[key] for scores in per_seed]
+        report[key] = float(np.mean(values))
+        if len(values) > 1:
+            report[f"{key}_seed_std"] = float(np.std(values))
     return report
 
 

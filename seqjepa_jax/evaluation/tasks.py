@@ -74,9 +74,12 @@ def regression_tasks(
     kind = kinds.dataset_kind(config.data.name)
     if kind == "views":
         tasks = (
-            RegressionTask("relative_rotation", "pair", relative_rotations),
+            RegressionTask("relative_rotation", "pair", relative_rotations, rotation=True),
             RegressionTask(
-                "individual_rotation", "single", lambda f: rotation_targets(f["latents"])
+                "individual_rotation",
+                "single",
+                lambda f: rotation_targets(f["latents"]),
+                rotation=True,
             ),
         )
         if _lighting_varies(config):
@@ -129,6 +132,7 @@ def path_integration_tasks(
             latents_lib.COMPOSABLE_ACTIONS,
         )
         return ()
+    rotation = latents_lib.uses_rotation(latent_type)
     tasks = []
     for m in sorted(set(m_values)):
         if m < 2:
@@ -139,13 +143,19 @@ def path_integration_tasks(
 
         if aggregate:
             tasks.append(
-                RegressionTask(f"path_integration_agg_m{m}", lambda f, m=m: f[f"agg_{m}"], targets)
+                RegressionTask(
+                    f"path_integration_agg_m{m}",
+                    lambda f, m=m: f[f"agg_{m}"],
+                    targets,
+                    rotation=rotation,
+                )
             )
         tasks.append(
             RegressionTask(
                 f"path_integration_encoder_m{m}",
                 lambda f, m=m: np.concatenate([f["z"][:, 0], f["z"][:, m - 1]], axis=-1),
                 targets,
+                rotation=rotation,
             )
         )
         if actions_only:
@@ -154,6 +164,7 @@ def path_integration_tasks(
                     f"path_integration_actions_m{m}",
                     lambda f, m=m: f["actions"][:, : m - 1].reshape(len(f["actions"]), -1),
                     targets,
+                    rotation=rotation,
                 )
             )
     return tuple(tasks)
