@@ -197,6 +197,9 @@ def method_defaults() -> ml_collections.ConfigDict:
             byol_cond=dict(projector_dims=(2048, 128), predictor_hidden=2048),
             sen=dict(projector_dims=(2048, 2048, 2048), temperature=0.5),
             sie=dict(projector_dims=(1024, 1024, 1024), **vicreg_weights, equi_factor=1.0),
+            # The supervised reference (issue 19; not an official model): class CE + relative-
+            # action MSE on the same encoder, as the ceiling of the comparison.
+            supervised=dict(hidden=256, class_weight=1.0, action_weight=1.0),
             conv_ijepa=dict(
                 projector_dims=(2048, 128),
                 official_undetached_target=False,  # Q17: no stop-gradient without EMA
@@ -212,9 +215,11 @@ def shrink_method_heads(config: ml_collections.ConfigDict, width: int) -> None:
     for options in config.methods.values():
         if not isinstance(options, ml_collections.ConfigDict):
             continue
-        options.projector_dims = (width,) * len(options.projector_dims)
-        if "predictor_hidden" in options:
-            options.predictor_hidden = width
+        if "projector_dims" in options:
+            options.projector_dims = (width,) * len(options.projector_dims)
+        for field in ("predictor_hidden", "hidden"):
+            if field in options:
+                options[field] = width
 
 
 def augmentation_recipe(

@@ -13,6 +13,7 @@ and with how many views per training sequence. Nothing else in the trainer depen
 | `vicreg_traj` | invariant + trajectory straightness | transformed views | 3 |
 | `equimod`, `byol_cond`, `sen`, `sie` | action-equivariant (+ invariant) | transformed views | 2 |
 | `conv_ijepa` | predictive across saccades, no aggregate | saccades | M_tr + 1 |
+| `supervised` | labels and actions (the reference ceiling, issue 19) | transformed views | 2 |
 
 Two-view methods use views 0 and 1 and their relative action (the official `model(view0, view1,
 rel_latents[:, 0])`); the data layer makes only the views a method uses (`training_views`).
@@ -35,6 +36,7 @@ from seqjepa_jax.models.baselines.equimod import EquiMod
 from seqjepa_jax.models.baselines.sen import SEN
 from seqjepa_jax.models.baselines.sie import SIE
 from seqjepa_jax.models.baselines.simclr import SimCLR
+from seqjepa_jax.models.baselines.supervised import Supervised
 from seqjepa_jax.models.baselines.vicreg import VICReg
 from seqjepa_jax.models.baselines.vicreg_traj import TRAJECTORY_VIEWS, VICRegTraj
 from seqjepa_jax.models.seqjepa import SeqJEPA
@@ -53,8 +55,10 @@ class MethodInfo:
       module: the Flax module class.
       data_kinds: the data kinds (`data/kinds.py`) it trains on.
       views: views per training sequence; None = M_tr + 1 (`config.train.seq_len` + 1).
-      model_fields: `config.model` fields it takes besides the encoder's (the official code
-        passes the same `--act-projdim`, `--learn-act-emb`, `--pred-hidden` flags to them).
+      shared_fields: config fields (dotted, below `config`) it takes besides the encoder's,
+        under their last name: the official code passes the same `--act-projdim`,
+        `--learn-act-emb`, `--pred-hidden` flags to every model; the supervised reference
+        needs the class count.
       learns: what its representation is trained to be, for the README and the logs.
     """
 
@@ -62,7 +66,7 @@ class MethodInfo:
     module: type[nn.Module]
     data_kinds: tuple[str, ...]
     views: int | None
-    model_fields: tuple[str, ...]
+    shared_fields: tuple[str, ...]
     learns: str
 
 
@@ -93,7 +97,7 @@ METHODS: dict[str, MethodInfo] = {
         EquiMod,
         TRANSFORMED_VIEWS,
         2,
-        ("learn_act_emb", "act_proj_dim"),
+        ("model.learn_act_emb", "model.act_proj_dim"),
         "invariant + action-equivariant projection",
     ),
     "byol_cond": MethodInfo(
@@ -101,7 +105,7 @@ METHODS: dict[str, MethodInfo] = {
         BYOLConditional,
         TRANSFORMED_VIEWS,
         2,
-        ("act_proj_dim",),
+        ("model.act_proj_dim",),
         "action-conditioned prediction",
     ),
     "sen": MethodInfo(
@@ -109,7 +113,7 @@ METHODS: dict[str, MethodInfo] = {
         SEN,
         TRANSFORMED_VIEWS,
         2,
-        ("learn_act_emb", "act_proj_dim"),
+        ("model.learn_act_emb", "model.act_proj_dim"),
         "action-equivariant only",
     ),
     "sie": MethodInfo("SIE", SIE, TRANSFORMED_VIEWS, 2, (), "split invariant / equivariant halves"),
@@ -118,8 +122,16 @@ METHODS: dict[str, MethodInfo] = {
         ConvIJEPA,
         SACCADES,
         None,
-        ("act_proj_dim", "pred_hidden"),
+        ("model.act_proj_dim", "model.pred_hidden"),
         "per-glimpse prediction, no aggregate",
+    ),
+    "supervised": MethodInfo(
+        "supervised",
+        Supervised,
+        TRANSFORMED_VIEWS,
+        2,
+        ("data.num_classes",),
+        "class and relative action, supervised (the reference)",
     ),
 }
 
@@ -155,10 +167,10 @@ def method_option_problems(config: ml_collections.ConfigDict) -> list[str]:
     options = config.methods[config.method]
     prefix = f"config.methods.{config.method}"
     problems = []
-    dims = tuple(options.projector_dims)
+    dims = tuple(options.get("projector_dims", (1,)))
     if not dims or min(dims) < 1:
         problems.append(f"{prefix}.projector_dims={dims} must list positive layer widths.")
-    for field in ("temperature", "predictor_hidden"):
+    for field in ("temperature", "predictor_hidden", "hidden"):
         if field in options and options[field] <= 0:
             problems.append(f"{prefix}.{field}={options[field]} must be > 0.")
     return problems
@@ -211,7 +223,10 @@ def build_method_model(config: ml_collections.ConfigDict, action_dim: int) -> nn
         key: tuple(value) if isinstance(value, (list, tuple)) else value
         for key, value in config.methods[config.method].to_dict().items()
     }
-    shared = {field: m[field] for field in info.model_fields}
+    shared = {}
+    for dotted in info.shared_fields:
+        group, field = dotted.split(".")
+        shared[field] = config[group][field]
     return info.module(
         **common,
         official_nondifferentiable_gather=config.methods.official_nondifferentiable_gather,

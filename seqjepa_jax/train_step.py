@@ -123,6 +123,7 @@ def make_train_step(
                 actions,
                 targets,
                 train=True,
+                labels=batch["label"],
                 rngs={"dropout": dropout_key},
                 mutable=["batch_stats"],
                 method=model.step_outputs,

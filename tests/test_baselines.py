@@ -268,3 +268,27 @@ def test_bad_method_options_are_named():
         validate_config(config, device_count=1)
     assert "config.methods.simclr.temperature=0.0 must be > 0" in str(error.value)
     assert "config.methods.simclr.projector_dims=() must list positive" in str(error.value)
+
+
+def test_supervised_reference_loss_is_masked_cross_entropy_plus_action_mse():
+    config = tiny_method_config("supervised", class_weight=0.5, action_weight=2.0)
+    model = methods.build_method_model(config, 4)
+    batch = tiny_batch(batch=8, num_views=2, seed=3)
+    labels = np.array([0, 1, 2, -1, 3, -1, 4, 0], np.int32)  # -1: unlabelled rows
+    args = (batch["views"], batch["actions"], None)
+    variables = model.init(jax.random.PRNGKey(0), *args, train=False, method=model.step_outputs)
+    out = model.apply(variables, *args, train=False, labels=labels, method=model.step_outputs)
+    z1, z2 = (
+        model.apply(variables, batch["views"][:, i], train=False, method=model.encode)
+        for i in (0, 1)
+    )
+    logits, predicted = (
+        np.asarray(a, np.float64) for a in model.apply(variables, z1, z2, method=model.heads)
+    )
+    log_softmax = logits - logits.max(1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(1, keepdims=True))
+    rows = labels >= 0
+    ce = -log_softmax[rows, labels[rows]].mean()
+    mse = np.mean((predicted - batch["actions"][:, 0]) ** 2)
+    np.testing.assert_allclose(float(out["loss"]), 0.5 * ce + 2.0 * mse, rtol=1e-5)
+    assert model.target_network() is None and not model.has_aggregate

@@ -54,7 +54,7 @@ def test_a_baseline_step_is_timed_on_the_same_recipe(bench):
     with pytest.raises(SystemExit):
         bench.parse_args(["--recipe=cifar100", "--method=conv_ijepa"])  # saccades only
     assert "conv_ijepa" not in bench.transformed_view_methods()
-    assert len(bench.transformed_view_methods()) == 9
+    assert len(bench.transformed_view_methods()) == 10  # seq-JEPA, 8 baselines, supervised
 
 
 def test_fast_flag_reaches_the_subprocess_environment(bench, monkeypatch):

@@ -221,8 +221,10 @@ class SeqJEPA(nn.Module):
         actions: jax.Array,
         targets: tuple[jax.Array, ...] | None = None,
         train: bool = True,
+        labels: jax.Array | None = None,
     ) -> dict[str, Any]:
-        """The trainer's interface (`models/baselines/base.py`) on a batch of the contract.
+        """The trainer's interface (`models/baselines/base.py`) on a batch of the contract
+        (`labels` are unused: seq-JEPA is self-supervised).
 
         Views 0..M-1 are the observations, view M the target; `targets` holds the EMA target
         encoder's embedding of view M (stop-gradient), or None to encode it online (no EMA).

@@ -3,8 +3,9 @@
 The trainer (`train_step.py`) runs any method through one small interface, which seq-JEPA
 (`models/seqjepa.py`) and every baseline module implement:
 
-- `step_outputs(views, actions, targets, train)`: the training forward on a batch of the
-  contract (views (B, V, H, W, C), actions (B, V-1, d_a)); returns a dict with `loss` (the
+- `step_outputs(views, actions, targets, train, labels)`: the training forward on a batch of the
+  contract (views (B, V, H, W, C), actions (B, V-1, d_a), labels (B,) with -1 where unknown,
+  read only by the supervised reference); returns a dict with `loss` (the
   self-supervised loss, float32 scalar), `class_features` (what the online class probe reads:
   seq-JEPA's aggregate, a baseline's view-0 embedding, spec §4.1), `probe_pair` (z1 ⊕ z2, what
   the online action probe reads against `actions[:, 0]`), `embeddings` (encoder outputs, for the

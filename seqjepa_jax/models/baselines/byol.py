@@ -44,7 +44,12 @@ class BYOL(EncoderProjectorTarget):
         return views[:, 0], views[:, 1]
 
     def step_outputs(
-        self, views: jax.Array, actions: jax.Array, targets: Any = None, train: bool = True
+        self,
+        views: jax.Array,
+        actions: jax.Array,
+        targets: Any = None,
+        train: bool = True,
+        labels: jax.Array | None = None,
     ) -> dict[str, Any]:
         """The symmetric BYOL loss against the target projections of the other view."""
         z1, z2, _ = self.encode_pair(views, actions, train)

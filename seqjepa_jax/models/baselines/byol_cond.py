@@ -54,7 +54,12 @@ class BYOLConditional(EncoderProjectorTarget):
         return (views[:, 1],)
 
     def step_outputs(
-        self, views: jax.Array, actions: jax.Array, targets: Any = None, train: bool = True
+        self,
+        views: jax.Array,
+        actions: jax.Array,
+        targets: Any = None,
+        train: bool = True,
+        labels: jax.Array | None = None,
     ) -> dict[str, Any]:
         """2 - 2 cos between the action-conditioned prediction and view 1's target projection."""
         x1, x2, action = two_view_inputs(views, actions)

@@ -69,7 +69,12 @@ class ConvIJEPA(EncoderProjectorTarget):
         return (views[:, -1],)
 
     def step_outputs(
-        self, views: jax.Array, actions: jax.Array, targets: Any = None, train: bool = True
+        self,
+        views: jax.Array,
+        actions: jax.Array,
+        targets: Any = None,
+        train: bool = True,
+        labels: jax.Array | None = None,
     ) -> dict[str, Any]:
         """The per-observation prediction loss (module docstring)."""
         num_obs = views.shape[1] - 1

@@ -37,7 +37,12 @@ class EquiMod(SEN):
         self.projector_inv = self.head(self.projector_dims, output_norm=True)
 
     def step_outputs(
-        self, views: jax.Array, actions: jax.Array, targets: Any = None, train: bool = True
+        self,
+        views: jax.Array,
+        actions: jax.Array,
+        targets: Any = None,
+        train: bool = True,
+        labels: jax.Array | None = None,
     ) -> dict[str, Any]:
         """The invariant and equivariant NT-Xent terms (no target network)."""
         z1, z2, action = self.encode_pair(views, actions, train)

@@ -60,7 +60,12 @@ class SEN(BaselineModule):
         return nt_xent(self.gather(predicted), self.gather(equi2), self.temperature)
 
     def step_outputs(
-        self, views: jax.Array, actions: jax.Array, targets: Any = None, train: bool = True
+        self,
+        views: jax.Array,
+        actions: jax.Array,
+        targets: Any = None,
+        train: bool = True,
+        labels: jax.Array | None = None,
     ) -> dict[str, Any]:
         """The equivariant NT-Xent term alone (no target network)."""
         z1, z2, action = self.encode_pair(views, actions, train)

@@ -70,7 +70,12 @@ class SIE(BaselineModule):
         self.predictor = HypernetPredictor(self.projector_dims[-1])
 
     def step_outputs(
-        self, views: jax.Array, actions: jax.Array, targets: Any = None, train: bool = True
+        self,
+        views: jax.Array,
+        actions: jax.Array,
+        targets: Any = None,
+        train: bool = True,
+        labels: jax.Array | None = None,
     ) -> dict[str, Any]:
         """The SIE loss (no target network)."""
         z1, z2, action = self.encode_pair(views, actions, train)

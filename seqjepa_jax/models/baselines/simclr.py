@@ -34,7 +34,12 @@ class SimCLR(BaselineModule):
         self.projector = self.head(self.projector_dims, output_norm=True)
 
     def step_outputs(
-        self, views: jax.Array, actions: jax.Array, targets: Any = None, train: bool = True
+        self,
+        views: jax.Array,
+        actions: jax.Array,
+        targets: Any = None,
+        train: bool = True,
+        labels: jax.Array | None = None,
     ) -> dict[str, Any]:
         """NT-Xent of the two views' projections (no target network)."""
         z1, z2, _ = self.encode_pair(views, actions, train)

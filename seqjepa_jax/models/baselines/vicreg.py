@@ -51,7 +51,12 @@ class VICReg(BaselineModule):
         self.projector = self.head(self.projector_dims, hidden_bias=True)
 
     def step_outputs(
-        self, views: jax.Array, actions: jax.Array, targets: Any = None, train: bool = True
+        self,
+        views: jax.Array,
+        actions: jax.Array,
+        targets: Any = None,
+        train: bool = True,
+        labels: jax.Array | None = None,
     ) -> dict[str, Any]:
         """The VICReg loss of the two views' projections (no target network)."""
         z1, z2, _ = self.encode_pair(views, actions, train)

@@ -41,7 +41,12 @@ class VICRegTraj(VICReg):
     official_probe_pair: bool = False
 
     def step_outputs(
-        self, views: jax.Array, actions: jax.Array, targets: Any = None, train: bool = True
+        self,
+        views: jax.Array,
+        actions: jax.Array,
+        targets: Any = None,
+        train: bool = True,
+        labels: jax.Array | None = None,
     ) -> dict[str, Any]:
         """The VICReg-Traj loss of views 0, 1, 2 (no target network)."""
         if views.shape[1] < TRAJECTORY_VIEWS:
