@@ -1,0 +1,350 @@
+"""The paper's Table 1 on the built-in data: every method, several seeds, one probe protocol.
+
+Run from the repository root (hours on the 2-core development CPU; resumable):
+
+  python experiments/table1_builtin.py --workdir=workdirs/table1 \
+      --output_dir=experiments/results/table1_builtin
+
+Each row trains `configs/default.py` (issue 19's scene and budget) with one method or ablation,
+for each of its seeds, and scores the trained encoder (and seq-JEPA's aggregate) with the
+end-of-run report of `train.py`, which is the evaluation program's probe protocol
+(`evaluation/scoring.py`: validation split of the training objects, early stopping, weight-decay
+and ridge-penalty grids, three probe seeds, the ridge reference and the predict-the-mean floor).
+The random-init row probes an untrained seq-JEPA of each seed with the same probes.
+
+Writes into `--output_dir`: `table1_builtin.md` (mean ± std over seeds per row: encoder top-1,
+aggregate top-1 at M_val = 1/3/5, relative rotation as official R², pooled R² and geodesic
+error in degrees, colour R² when the scene changes colour, wall time per run; then the floors
+and the paper's three claims checked with these numbers), `table1_builtin.jsonl` (one line per
+(row, seed), the ledger) and `table1_builtin.png` (invariance against equivariance, one point per
+row with its seed spread, as the paper's summary figure).
+
+Resumable: a (row, seed) already in the ledger is never recomputed; an interrupted run resumes
+from its last checkpoint in `<workdir>/<row>/seed<seed>` (the main job's automatic resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+SEEDS = (42, 43, 44)
+M_VAL = (1, 3, 5)
+PROBE_SEEDS = (0, 1, 2)
+LEDGER = "table1_builtin.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One row of the table: a method or ablation, its config overrides and its seed count."""
+
+    name: str
+    label: str
+    overrides: dict[str, Any]
+    seeds: int = 2
+    family: str = ""  # "invariant", "equivariant" (claim c), "" for others
+    train: bool = True
+
+
+ROWS = (
+    Row("seqjepa", "seq-JEPA", {}, 3, "equivariant"),
+    Row("seqjepa_no_act", "seq-JEPA, no action conditioning", {"model.act_cond": False}, 3),
+    Row("seqjepa_raw_actions", "seq-JEPA, raw actions", {"model.learn_act_emb": False}, 3),
+    Row("simclr", "SimCLR", {"method": "simclr"}, 2, "invariant"),
+    Row("byol", "BYOL", {"method": "byol"}, 2, "invariant"),
+    Row("vicreg", "VICReg", {"method": "vicreg"}, 2, "invariant"),
+    Row("vicreg_traj", "VICReg-Traj", {"method": "vicreg_traj"}, 2),
+    Row("equimod", "SimCLR-EquiMod", {"method": "equimod"}, 2, "equivariant"),
+    Row("byol_cond", "BYOL-conditional", {"method": "byol_cond"}, 2),
+    Row("sen", "SEN", {"method": "sen"}, 2, "equivariant"),
+    Row("sie", "SIE", {"method": "sie"}, 2, "equivariant"),
+    Row("supervised", "supervised (reference)", {"method": "supervised"}, 3),
+    Row("random_init", "random init (seq-JEPA)", {}, 3, train=False),
+)
+ROTATION = "relative_rotation"
+# (column title, result key, is a percentage)
+COLUMNS = (
+    ("encoder top-1 (%)", "encoder_accuracy", True),
+    *((f"aggregate top-1, M_val={m} (%)", f"agg_m{m}_accuracy", True) for m in M_VAL),
+    ("rotation R², official (uniform)", f"{ROTATION}_r2_uniform", False),
+    ("rotation R², pooled", f"{ROTATION}_r2_pooled", False),
+    ("rotation error (°)", f"{ROTATION}_geodesic_deg", False),
+    ("rotation R², ridge (uniform)", f"{ROTATION}_ridge_r2_uniform", False),
+    ("colour R² (uniform)", "relative_colour_r2_uniform", False),
+    ("wall time per run (min)", "wall_minutes", False),
+)
+FLOORS = {  # column key -> the key of its predict-the-mean floor (`report.py`)
+    f"{ROTATION}_{metric}": f"{ROTATION}_mean_{metric}"
+    for metric in ("r2_uniform", "r2_pooled", "geodesic_deg")
+}
+
+
+def row_config(row: Row, seed: int, args: argparse.Namespace):  # noqa: ANN201
+    """configs/default.py (or its `--variant`) with the row's overrides and the table's probes."""
+    from seqjepa_jax.config_defaults import load_config_file, set_field
+
+    config = load_config_file(os.path.join(ROOT, "configs", "default.py"), args.variant or None)
+    for dotted, value in row.overrides.items():
+        set_field(config, dotted, value)
+    config.seed = seed
+    config.eval.m_val = M_VAL if args.variant != "tiny" else (1, 3)
+    config.eval.probe_seeds = PROBE_SEEDS
+    config.eval.compare_random_init = False
+    config.train.progress_bar = False
+    if args.epochs:
+        config.train.num_epochs = args.epochs
+    if args.data_dir:
+        config.data.data_dir = args.data_dir
+    return config
+
+
+def random_init_scores(config) -> dict[str, float]:  # noqa: ANN001
+    """The probes of the end-of-run report on an untrained model of `config` (seed = its seed)."""
+    import jax
+
+    from seqjepa_jax import methods, train
+    from seqjepa_jax.config_checks import validate_config
+    from seqjepa_jax.evaluation import features as features_lib
+    from seqjepa_jax.evaluation import scoring
+
+    mesh = train.make_mesh()
+    validate_config(config, device_count=mesh.devices.size, process_count=jax.process_count())
+    data = train.build_data(config, mesh)
+    model, probes = train.build_model(config)
+    optimizer = train.build_optimizer(config.train.optimizer, lambda count: 0.0)
+    state = train.create_state(config, model, probes, optimizer, mesh)
+    feature_fn = features_lib.make_feature_fn(
+        model, probes, methods.aggregate_m_values(config), config.train.seq_len
+    )
+    scores, _ = scoring.score_state(
+        config, feature_fn, state, data, knn_k=config.eval.knn_k, online=False,
+        path_integration=False,
+    )  # fmt: skip
+    return scores
+
+
+def run_one(row: Row, seed: int, args: argparse.Namespace) -> dict:
+    """Trains and scores one (row, seed); returns its ledger line."""
+    from seqjepa_jax import train
+
+    config = row_config(row, seed, args)
+    started = time.time()
+    if row.train:
+        workdir = os.path.join(args.workdir, row.name, f"seed{seed}")
+        results = train.train_and_evaluate(config, workdir)
+        scores, train_seconds = results["probes"]["trained"], results["train_seconds_this_run"]
+    else:
+        scores, train_seconds = random_init_scores(config), 0.0
+    return {
+        "row": row.name,
+        "seed": seed,
+        "wall_minutes": round((time.time() - started) / 60, 2),
+        "train_minutes": round(train_seconds / 60, 2),
+        "probes": scores,
+    }
+
+
+def read_ledger(path: str) -> list[dict]:
+    """The finished (row, seed) lines of the ledger (none if it does not exist yet)."""
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def summarise(ledger: Sequence[dict]) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """{row: {key: (mean, std over seeds, seed count)}} for every column key and floor."""
+    summary: dict[str, dict[str, tuple[float, float, int]]] = {}
+    for row in ROWS:
+        lines = [line for line in ledger if line["row"] == row.name]
+        if not lines:
+            continue
+        values: dict[str, list[float]] = {}
+        for line in lines:
+            for key, value in {**line["probes"], "wall_minutes": line["wall_minutes"]}.items():
+                values.setdefault(key, []).append(float(value))
+        summary[row.name] = {
+            key: (float(np.mean(v)), float(np.std(v)), len(v)) for key, v in values.items()
+        }
+    return summary
+
+
+def cell(stats: tuple[float, float, int] | None, percent: bool) -> str:
+    if stats is None:
+        return "–"
+    mean, std, count = stats
+    digits = 1 if percent else 2
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if count > 1 else f"{mean:.{digits}f}"
+
+
+def table_markdown(summary: dict) -> str:
+    """The table of every row's mean ± std (over its seeds) per column, and the floors row."""
+    header = ["row", "seeds", *(title for title, _, _ in COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in ROWS:
+        if row.name not in summary:
+            continue
+        scores = summary[row.name]
+        seeds = max(count for _, _, count in scores.values())
+        cells = [cell(scores.get(key), percent) for _, key, percent in COLUMNS]
+        lines.append(f"| {row.label} | {seeds} | " + " | ".join(cells) + " |")
+    if summary:  # the targets do not depend on the run: any row's floors are every row's
+        floors = next(iter(summary.values()))
+        cells = [
+            cell(floors.get(FLOORS[key]), False) if key in FLOORS else "–" for _, key, _ in COLUMNS
+        ]
+        lines.append("| predict-the-mean floor | | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _mean(summary: dict, names: Sequence[str], key: str) -> tuple[float, float, list[str]]:
+    """(mean of the rows' means, largest seed std, the rows present) over `names`."""
+    present = [n for n in names if n in summary and key in summary[n]]
+    if not present:
+        return float("nan"), float("nan"), []
+    means = [summary[n][key][0] for n in present]
+    return float(np.mean(means)), max(summary[n][key][1] for n in present), present
+
+
+def claims(summary: dict) -> list[str]:
+    """The paper's three claims (issue 19 §4) checked on the summary, each stated either way."""
+    out = []
+    invariant = [row.name for row in ROWS if row.family == "invariant"]
+    equivariant = [row.name for row in ROWS if row.family == "equivariant"]
+    if "seqjepa" in summary:
+        seq = summary["seqjepa"].get("agg_m3_accuracy")
+        best = (
+            max((summary[n]["encoder_accuracy"][0], n) for n in invariant if n in summary)
+            if any(n in summary for n in invariant)
+            else None
+        )
+        if seq and best:
+            verdict = "holds" if seq[0] >= best[0] else "does not hold"
+            out.append(
+                f"(a) seq-JEPA's aggregate top-1 (M_val = 3) is at least that of the invariant "
+                f"baselines: {verdict} ({seq[0]:.1f} ± {seq[1]:.1f} % vs the best, {best[1]}, "
+                f"{best[0]:.1f} %)."
+            )
+    key = f"{ROTATION}_r2_uniform"
+    for metric, better in (
+        (key, 1),
+        (f"{ROTATION}_r2_pooled", 1),
+        (f"{ROTATION}_geodesic_deg", -1),
+    ):
+        if "seqjepa" in summary and "seqjepa_no_act" in summary:
+            on, off = summary["seqjepa"].get(metric), summary["seqjepa_no_act"].get(metric)
+            if on and off:
+                gain = better * (on[0] - off[0])
+                spread = max(on[1], off[1])
+                verdict = "holds" if gain > 2 * spread else "does not hold"
+                out.append(
+                    f"(b) action conditioning raises seq-JEPA's rotation readout ({metric}) by "
+                    f"more than twice the seed spread: {verdict} (on {on[0]:.3f} ± {on[1]:.3f}, "
+                    f"off {off[0]:.3f} ± {off[1]:.3f}; gain {gain:.3f}, 2 × spread "
+                    f"{2 * spread:.3f})."
+                )
+    for metric, better in ((key, 1), (f"{ROTATION}_geodesic_deg", -1)):
+        eq_mean, _, eq_rows = _mean(summary, equivariant, metric)
+        inv_mean, _, inv_rows = _mean(summary, invariant, metric)
+        if eq_rows and inv_rows:
+            worst_eq = min(better * summary[n][metric][0] for n in eq_rows)
+            best_inv = max(better * summary[n][metric][0] for n in inv_rows)
+            verdict = "holds" if worst_eq > best_inv else "does not hold"
+            out.append(
+                f"(c) every equivariant method ({', '.join(eq_rows)}) reads rotation better than "
+                f"every invariant one ({', '.join(inv_rows)}) on {metric}: {verdict} (equivariant "
+                f"mean {eq_mean:.3f}, invariant mean {inv_mean:.3f})."
+            )
+    return out
+
+
+def summary_figure(summary: dict, path: str, equivariance_key: str) -> None:
+    """Invariance (top-1) against equivariance (`equivariance_key`), one point per row with its
+    seed spread as error bars; seq-JEPA rows use the aggregate at M_val = 3."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.0, 5.0))
+    ax = fig.add_subplot()
+    for row in ROWS:
+        scores = summary.get(row.name, {})
+        x_key = "agg_m3_accuracy" if "agg_m3_accuracy" in scores else "encoder_accuracy"
+        if x_key not in scores or equivariance_key not in scores:
+            continue
+        (x, x_err, _), (y, y_err, _) = scores[x_key], scores[equivariance_key]
+        marker = {"invariant": "s", "equivariant": "o"}.get(row.family, "^")
+        ax.errorbar(x, y, xerr=x_err, yerr=y_err, fmt=marker, capsize=3, label=row.label)
+    ax.set_xlabel("top-1 (%): invariance (seq-JEPA: aggregate, M_val = 3; others: encoder)")
+    ax.set_ylabel(f"{equivariance_key}: equivariance")
+    if equivariance_key.endswith("geodesic_deg"):
+        ax.invert_yaxis()  # lower error is better: up is more equivariant
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def write_outputs(ledger: Sequence[dict], output_dir: str, equivariance_key: str) -> str:
+    """The Markdown table with floors and claims, the ledger copy and the figure."""
+    os.makedirs(output_dir, exist_ok=True)
+    summary = summarise(ledger)
+    text = "# Table 1 on the built-in data\n\n" + table_markdown(summary)
+    text += "\n## The paper's claims on this data and budget\n\n"
+    text += "".join(f"- {claim}\n" for claim in claims(summary))
+    with open(os.path.join(output_dir, "table1_builtin.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(output_dir, LEDGER), "w") as f:
+        f.writelines(json.dumps(line) + "\n" for line in ledger)
+    summary_figure(summary, os.path.join(output_dir, "table1_builtin.png"), equivariance_key)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    """Runs every missing (row, seed), appending each to the ledger, then writes the outputs."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", required=True, help="run workdirs and the working ledger")
+    parser.add_argument("--output_dir", default="", help="results folder ('' = --workdir)")
+    parser.add_argument("--only", default="", help="comma-separated row names")
+    parser.add_argument("--max_seeds", type=int, default=0, help="cap seeds per row (0: none)")
+    parser.add_argument("--epochs", type=int, default=0, help="override num_epochs (0: default)")
+    parser.add_argument("--variant", default="", help="configs/default.py variant, e.g. tiny")
+    parser.add_argument("--data_dir", default="", help="procedural cache ('' = default)")
+    parser.add_argument(
+        "--equivariance", default=f"{ROTATION}_geodesic_deg", help="figure's equivariance key"
+    )
+    args = parser.parse_args(argv)
+    sys.path.insert(0, ROOT)
+    from seqjepa_jax.main import xla_flags_with_ynn
+
+    # As `python -m seqjepa_jax.main` does by default: set before JAX starts.
+    os.environ["XLA_FLAGS"] = xla_flags_with_ynn(os.environ.get("XLA_FLAGS", ""), True)
+    os.makedirs(args.workdir, exist_ok=True)
+    ledger_path = os.path.join(args.workdir, LEDGER)
+    ledger = read_ledger(ledger_path)
+    done = {(line["row"], line["seed"]) for line in ledger}
+    for row in ROWS:
+        if args.only and row.name not in args.only.split(","):
+            continue
+        seeds = SEEDS[: min(row.seeds, args.max_seeds or row.seeds)]
+        for seed in seeds:
+            if (row.name, seed) in done:
+                continue
+            line = run_one(row, seed, args)
+            ledger.append(line)
+            with open(ledger_path, "a") as f:
+                f.write(json.dumps(line) + "\n")
+            print(f"{row.name} seed {seed}: {line['wall_minutes']} min", flush=True)
+    print(write_outputs(ledger, args.output_dir or args.workdir, args.equivariance))
+    return ledger
+
+
+if __name__ == "__main__":
+    main()
