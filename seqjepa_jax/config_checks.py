@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import ml_collections
 
+from seqjepa_jax.config_types import tuple_type_problems
 from seqjepa_jax.data import kinds
 from seqjepa_jax.data.integrity import BAD_FILE_POLICIES
 from seqjepa_jax.faults import NONFINITE_POLICIES
@@ -59,7 +60,10 @@ def validate_config(
     config: ml_collections.ConfigDict, *, device_count: int, process_count: int = 1
 ) -> None:
     """Raises ValueError naming every invalid field of `config` (see the module docstring)."""
-    problems: list[str] = []
+    # Tuples of the wrong element type first: the checks below would fail on them with TypeErrors.
+    problems: list[str] = tuple_type_problems(config)
+    if problems:
+        raise ValueError("Invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
     def check(condition: bool, message: str) -> None:
         if not condition:
@@ -165,7 +169,8 @@ def validate_config(
             data.image_size >= stride,
             f"config.data.image_size={data.image_size} is smaller than the encoder's total stride "
             f"{stride} (stem {model.stem!r}, {len(model.stage_sizes)} stages); use images of at "
-            f"least {stride} px or the 'cifar' stem.",
+            f"least {stride} px"
+            + (" or the 'cifar' stem." if model.stem != "cifar" else " or fewer stages."),
         )
     check(model.width >= 1 and len(model.stage_sizes) >= 1, "config.model.width/stage_sizes empty.")
     check(
