@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import ml_collections
 
-from seqjepa_jax.config_types import tuple_type_problems
 from seqjepa_jax.data import kinds
 from seqjepa_jax.data.integrity import BAD_FILE_POLICIES
 from seqjepa_jax.faults import NONFINITE_POLICIES
@@ -60,6 +59,8 @@ def validate_config(
     config: ml_collections.ConfigDict, *, device_count: int, process_count: int = 1
 ) -> None:
     """Raises ValueError naming every invalid field of `config` (see the module docstring)."""
+    from seqjepa_jax.config_types import tuple_type_problems
+
     # Tuples of the wrong element type first: the checks below would fail on them with TypeErrors.
     problems: list[str] = tuple_type_problems(config)
     if problems:
