@@ -95,7 +95,9 @@ def _parse(text: str) -> dict[str, Any]:
 
 
 def stale_reason(holder: dict[str, Any], now: float, host: str) -> str | None:
-    """Why a lock file with this content (flock-less workdirs) no longer protects a run."""
+    """Why a lock file with this content (flock-less workdirs) no longer protects a run: its
+    process is gone from this host (or its pid was reused), or, for a holder on another host, its
+    heartbeat is older than STALE_AFTER_SECONDS. None while it protects one."""
     if holder.get("host") == host and isinstance(holder.get("pid"), int):
         pid = holder["pid"]
         try:
@@ -107,6 +109,7 @@ def stale_reason(holder: dict[str, Any], now: float, host: str) -> str | None:
         start = _process_start(pid)
         if holder.get("pid_start") and start and start != holder["pid_start"]:
             return f"pid {pid} now belongs to another process"
+        return None  # alive on this host: a late heartbeat means a busy run, not a dead one
     heartbeat = holder.get("heartbeat")
     if not isinstance(heartbeat, (int, float)) or now - heartbeat > STALE_AFTER_SECONDS:
         return f"its heartbeat is older than {STALE_AFTER_SECONDS:.0f} s"
@@ -283,6 +286,7 @@ class WorkdirLock:
 
 
 LOCK_RESULT_KEY = "seqjepa_workdir_lock"
+_runs_in_this_process = 0  # every process starts its runs in the same order: one key per run
 
 
 def hold_for_run(workdir: str, stack: contextlib.ExitStack) -> None:
@@ -293,6 +297,9 @@ def hold_for_run(workdir: str, stack: contextlib.ExitStack) -> None:
     """
     import jax
 
+    global _runs_in_this_process
+    _runs_in_this_process += 1
+    key = f"{LOCK_RESULT_KEY}_{_runs_in_this_process}"
     error: WorkdirLockedError | None = None
     if jax.process_index() == 0:
         try:
@@ -304,9 +311,9 @@ def hold_for_run(workdir: str, stack: contextlib.ExitStack) -> None:
 
         client = ocp.multihost.get_jax_distributed_client()
         if jax.process_index() == 0:
-            client.key_value_set(LOCK_RESULT_KEY, str(error or ""))
+            client.key_value_set(key, str(error or ""))
         else:
-            message = client.blocking_key_value_get(LOCK_RESULT_KEY, 300_000)
+            message = client.blocking_key_value_get(key, 300_000)
             error = WorkdirLockedError(message) if message else None
     if error is not None:
         raise error

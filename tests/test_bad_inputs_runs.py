@@ -128,6 +128,8 @@ def test_flockless_lock_takes_over_only_stale_holders(tmp_path):
                        True),
         "alive here": ({"host": here, "pid": os.getpid(), "pid_start": start, "heartbeat": now},
                        False),
+        "alive here, late heartbeat": ({"host": here, "pid": os.getpid(), "pid_start": start,
+                                        "heartbeat": now - 10 * STALE_AFTER_SECONDS}, False),
         "alive elsewhere": ({"host": "elsewhere", "pid": 1, "heartbeat": now}, False),
         "silent elsewhere": (
             {"host": "elsewhere", "pid": 1, "heartbeat": now - STALE_AFTER_SECONDS - 1},
