@@ -291,12 +291,16 @@ def check_compatible(
 class QuietLibraryLogs(pylogging.Filter):
     """Drops INFO/DEBUG records of Orbax (dozens of lines per save) from the run's log, its
     warnings about read-only managers, and its records of a full disk: each of its writer threads
-    logs the same error with a traceback, and the run reports it once (`DiskFullError`)."""
+    and each failed write task (through asyncio, "Task exception was never retrieved") logs the
+    same error with a traceback, and the run reports it once (`DiskFullError`)."""
 
     def filter(self, record: pylogging.LogRecord) -> bool:
-        if "orbax" not in record.pathname:
+        from_asyncio = record.name == "asyncio"  # Orbax's write tasks, reported when collected
+        if "orbax" not in record.pathname and not from_asyncio:
             return True
         message = record.getMessage()
+        if from_asyncio:
+            return not is_disk_full_text(message)
         if record.levelno < pylogging.WARNING or "read_only=True" in message:
             return False
         if "directory is read only" in message:  # our read-only look at a workdir is no news

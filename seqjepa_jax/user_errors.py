@@ -184,11 +184,43 @@ def release_frames(error: BaseException) -> None:
     gc.collect()
 
 
+def is_late_write(error: BaseException | None) -> bool:
+    """A checkpoint write that finished after its save had failed: Orbax closed its asyncio loop
+    on the first error, and TensorStore then calls `loop.call_soon_threadsafe` on a closed loop."""
+    if not isinstance(error, RuntimeError) or str(error) != "Event loop is closed":
+        return False
+    frames = traceback.extract_tb(error.__traceback__)
+    return any(frame.name == "call_soon_threadsafe" for frame in frames)
+
+
+class QuietLateWrites:
+    """`sys.unraisablehook` that notes TensorStore's late writes once instead of one traceback
+    each (hundreds ahead of the real message when a save fails on a full disk); every other
+    unraisable exception goes to the previous hook."""
+
+    def __init__(self, previous: Callable[[Any], Any]) -> None:
+        self.previous = previous
+        self.dropped = 0
+
+    def __call__(self, unraisable: Any) -> None:
+        if not is_late_write(unraisable.exc_value):
+            self.previous(unraisable)
+            return
+        self.dropped += 1
+        if self.dropped == 1:
+            sys.stderr.write(
+                "Note: writes of a checkpoint save that had already failed finished late "
+                "('Event loop is closed'); such reports are not shown.\n"
+            )
+
+
 def entry_point(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
     """`main` of a command line, printing user errors as one line and exiting with status 1."""
 
     @functools.wraps(main)
     def run(argv: list[str]) -> Any:
+        if not isinstance(sys.unraisablehook, QuietLateWrites):
+            sys.unraisablehook = QuietLateWrites(sys.unraisablehook)
         try:
             return main(argv)
         except Exception as error:

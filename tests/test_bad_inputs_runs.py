@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import errno
 import json
 import logging
@@ -360,10 +361,38 @@ def test_orbax_writer_threads_do_not_repeat_a_full_disk(caplog):
     assert not quiet.filter(record("_SignalingThread.run() raised an exception", cause))
     assert not quiet.filter(record(f"Failed to run commit operations: {cause}"))
     assert quiet.filter(record("Orbax: some other error", ValueError("boom")))
+    task = record(f"Task exception was never retrieved\nfuture: <Task exception={cause!r}>")
+    task.name, task.pathname = "asyncio", "/lib/python3.11/asyncio/base_events.py"
+    assert not quiet.filter(task)
     assert user_errors.disk_full_cause(RuntimeError("while saving")) is None
     wrapped = RuntimeError("while saving")
     wrapped.__context__ = cause
     assert user_errors.disk_full_cause(wrapped) is cause
+
+
+def test_late_writes_of_a_failed_save_print_one_note(capsys):
+    """TensorStore reports each write that completes after Orbax closed the loop of a failed save
+    as an unraisable exception; the command lines note them once and pass on everything else."""
+    tensorstore = pytest.importorskip("tensorstore")
+    others = []
+    hook = user_errors.QuietLateWrites(others.append)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "unraisablehook", hook)
+        for _ in range(3):
+            promise, future = tensorstore.Promise.new()
+            loop = asyncio.new_event_loop()
+            task = loop.create_task(wait_for(future))
+            loop.run_until_complete(asyncio.sleep(0.01))
+            loop.close()
+            promise.set_result(0)  # TensorStore now reports 'Event loop is closed'
+            task._log_destroy_pending = False  # the loop is gone: no "Task was destroyed" noise
+        hook(types.SimpleNamespace(exc_value=ValueError("another unraisable")))
+    assert hook.dropped == 3 and [str(u.exc_value) for u in others] == ["another unraisable"]
+    assert capsys.readouterr().err.count("Note: writes of a checkpoint save") == 1
+
+
+async def wait_for(future):
+    return await future
 
 
 def test_main_prints_a_user_error_as_one_line(tmp_path, capsys, monkeypatch, procedural_cache):
