@@ -197,10 +197,14 @@ def save_config(
     resume_step: int | None,
     changed: list[tuple[str, Any, Any]],
 ) -> None:
-    """Writes config.json atomically; a changed one is kept first as config.step<N>.json."""
+    """Writes config.json atomically; a changed one is kept first as config.step<N>.json (or
+    config.step<N>.<k>.json when the run changed its config at that step before)."""
     path = epath.Path(workdir) / CONFIG_FILE
     if changed and resume_step is not None and path.exists():
         backup = epath.Path(workdir) / f"config.step{resume_step}.json"
-        if not backup.exists():
-            write_text_atomically(str(backup), path.read_text())
+        copies = 1
+        while backup.exists():
+            copies += 1
+            backup = epath.Path(workdir) / f"config.step{resume_step}.{copies}.json"
+        write_text_atomically(str(backup), path.read_text())
     write_text_atomically(str(path), config.to_json_best_effort(indent=2))

@@ -188,7 +188,11 @@ def test_trajectory_changes_are_refused_free_ones_pass_and_the_old_config_is_kep
     assert len(changes) == 6
     save_config(config, workdir, 4, changes)
     assert open(tmp_path / "config.step4.json").read() == saved
-    assert json.loads(open(tmp_path / "config.json").read())["seed"] == 1
+    second = open(tmp_path / "config.json").read()
+    assert json.loads(second)["seed"] == 1
+    config.seed = 2  # a second change resumed from the same step keeps the first one too
+    save_config(config, workdir, 4, check_config_change(config, workdir, 4, allow_change=True))
+    assert open(tmp_path / "config.step4.2.json").read() == second
 
 
 def test_config_json_of_an_older_version_is_not_refused(tmp_path, caplog):
