@@ -35,6 +35,13 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from seqjepa_jax.user_errors import UserError, disk_full_cause, is_disk_full_text
+
+
+class NoReadableCheckpointError(UserError, RuntimeError):
+    """Every checkpoint in the directory is unreadable (the message says what to do)."""
+
+
 SKIPPED_SUFFIX = ".skipped"
 """Unreadable step folders are moved to `<checkpoint dir>` + this suffix (never deleted)."""
 
@@ -116,7 +123,7 @@ class Checkpointer:
                 self._set_aside([s for s, _ in skipped], restored=candidate)
             return state
         details = "; ".join(f"step {s}: {r}" for s, r in skipped) or "no step folders"
-        raise RuntimeError(
+        raise NoReadableCheckpointError(
             f"No readable checkpoint in {self.directory} ({details}). Nothing was deleted. To "
             "start afresh, move that folder away or pass a new --workdir."
         )
@@ -282,10 +289,27 @@ def check_compatible(
 
 
 class QuietLibraryLogs(pylogging.Filter):
-    """Drops INFO/DEBUG records of Orbax (dozens of lines per save) from the run's log."""
+    """Drops INFO/DEBUG records of Orbax (dozens of lines per save) from the run's log, its
+    warnings about read-only managers, and its records of a full disk: each of its writer threads
+    and each failed write task (through asyncio, "Task exception was never retrieved") logs the
+    same error with a traceback, and the run reports it once (`DiskFullError`)."""
 
     def filter(self, record: pylogging.LogRecord) -> bool:
-        return record.levelno >= pylogging.WARNING or "orbax" not in record.pathname
+        from_asyncio = record.name == "asyncio"  # Orbax's write tasks, reported when collected
+        if "orbax" not in record.pathname and not from_asyncio:
+            return True
+        message = record.getMessage()
+        if from_asyncio:
+            return not is_disk_full_text(message)
+        if record.levelno < pylogging.WARNING or "read_only=True" in message:
+            return False
+        if "directory is read only" in message:  # our read-only look at a workdir is no news
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        disk_full = (error is not None and disk_full_cause(error) is not None) or (
+            is_disk_full_text(message)
+        )
+        return not disk_full
 
 
 def quiet_orbax_logs() -> None:

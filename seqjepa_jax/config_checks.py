@@ -60,7 +60,12 @@ def validate_config(
     config: ml_collections.ConfigDict, *, device_count: int, process_count: int = 1
 ) -> None:
     """Raises ValueError naming every invalid field of `config` (see the module docstring)."""
-    problems: list[str] = []
+    from seqjepa_jax.config_types import tuple_type_problems
+
+    # Tuples of the wrong element type first: the checks below would fail on them with TypeErrors.
+    problems: list[str] = tuple_type_problems(config)
+    if problems:
+        raise ValueError("Invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
     def check(condition: bool, message: str) -> None:
         if not condition:
@@ -174,7 +179,8 @@ def validate_config(
             data.image_size >= stride,
             f"config.data.image_size={data.image_size} is smaller than the encoder's total stride "
             f"{stride} (stem {model.stem!r}, {len(model.stage_sizes)} stages); use images of at "
-            f"least {stride} px or the 'cifar' stem.",
+            f"least {stride} px"
+            + (" or the 'cifar' stem." if model.stem != "cifar" else " or fewer stages."),
         )
     check(model.width >= 1 and len(model.stage_sizes) >= 1, "config.model.width/stage_sizes empty.")
     check(

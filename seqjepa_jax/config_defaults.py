@@ -321,10 +321,27 @@ def smoke_variant(config: ml_collections.ConfigDict) -> None:
 
 
 def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
-    """`get_config(arg)` of a config file given by path (configs/ is not a Python package)."""
+    """`get_config(arg)` of a config file given by path (configs/ is not a Python package).
+
+    ValueError naming the file when it is not Python, has a syntax error or defines no
+    `get_config`; errors raised by the file's own code keep their traceback (it is the user's).
+    """
     spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"Config file {path!r} is not a Python file (expected e.g. configs/x.py).")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        raise ValueError(
+            f"Config file {path!r} is not valid Python: {error.msg} (line {error.lineno})."
+        ) from error
+    if not callable(getattr(module, "get_config", None)):
+        raise ValueError(
+            f"Config file {path!r} has no get_config function. A config file defines "
+            "get_config(arg=None) returning an ml_collections.ConfigDict; start from "
+            "configs/default.py."
+        )
     return module.get_config(arg)
 
 

@@ -9,13 +9,16 @@ code, so only run config files you trust (docs/fault_tolerance.md).
 
 from __future__ import annotations
 
+import ast
 import difflib
 import os
+import sys
 from collections.abc import Sequence
 
 import ml_collections
 
 from seqjepa_jax.config_defaults import load_config_file
+from seqjepa_jax.config_types import tuple_problem
 
 BOOL_WORDS = ("true", "false", "1", "0")
 
@@ -40,8 +43,23 @@ def overrides(argv: Sequence[str], flag: str = "config") -> list[tuple[str, str 
     return found
 
 
+def _tuple_value_problem(field: str, current: tuple, value: str) -> str | None:
+    """Why `value` cannot become the tuple field config.<field>, parsed as ml_collections does
+    (a Python literal such as 1,3,5 or (1, 3); anything else becomes a one-string tuple)."""
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parsed = value
+    if not isinstance(parsed, (tuple, list)):
+        parsed = (parsed,)
+    problem = tuple_problem(f"config.{field}", current, tuple(parsed))
+    return problem.removesuffix(".") if problem else None
+
+
 def _value_problem(field: str, current: object, value: str) -> str | None:
     """Why `value` cannot become config.<field> (whose current value is `current`), or None."""
+    if isinstance(current, tuple):
+        return _tuple_value_problem(field, current, value)
     if isinstance(current, bool):
         if value.lower() not in BOOL_WORDS:
             return f"config.{field} is a bool; pass true or false, not {value!r}"
@@ -97,3 +115,17 @@ def check_config_overrides(argv: Sequence[str], flag: str = "config") -> None:
             "Invalid config overrides (fields and defaults: seqjepa_jax/config_defaults.py):\n"
             + "\n".join(f"  - {p}" for p in problems)
         )
+
+
+def parse_flags_checked(argv: list[str]) -> list[str]:
+    """absl's flag parsing after `check_config_overrides`: a bad override or config file is named
+    with the fix (exit status 1) instead of an ml_collections traceback. The `flags_parser` of the
+    command lines (`main`, `evaluate`, `convert`)."""
+    from absl import app
+
+    try:
+        check_config_overrides(argv)
+    except ValueError as error:
+        sys.stderr.write(f"FATAL Flags parsing error:\n{error}\n")
+        sys.exit(1)
+    return app.parse_flags_with_usage(argv)

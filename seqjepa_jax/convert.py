@@ -76,7 +76,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from flax import traverse_util
 
 from seqjepa_jax.official_keys import (
@@ -87,39 +86,11 @@ from seqjepa_jax.official_keys import (
     torch_key,
 )
 from seqjepa_jax.state import TrainState
+from seqjepa_jax.torch_checkpoint import load_official_checkpoint
+from seqjepa_jax.user_errors import checking_inputs, entry_point
 
 # Probes only main_pls.py creates: their presence marks a saccade (PLS) checkpoint.
 PLS_ONLY_PROBES = ("online_res_probe.", "online_agg_probe.")
-
-
-def load_official_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """(state dict as float32/int numpy arrays, metadata such as 'epoch') of an official file.
-
-    Accepts `{'model': state_dict, ...}` (spec §9) or a bare state dict; strips `module.`.
-    """
-    import torch
-
-    if not os.path.isfile(path):
-        raise ValueError(f"--torch_checkpoint={path!r} is not a file.")
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(loaded, Mapping):
-        raise ValueError(f"{path} holds a {type(loaded).__name__}, not a state dict or a dict.")
-    metadata: dict[str, Any] = {}
-    state_dict = loaded
-    if isinstance(loaded.get("model"), Mapping):
-        state_dict = loaded["model"]
-        metadata = {k: v for k, v in loaded.items() if isinstance(v, (int, float, str))}
-    arrays = {}
-    for key, value in state_dict.items():
-        if not isinstance(value, torch.Tensor):
-            raise ValueError(
-                f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor; expected an "
-                "official checkpoint ({'model': state_dict, ...}) or a bare state dict."
-            )
-        value = value.detach().cpu()
-        value = value.float() if value.is_floating_point() else value
-        arrays[key.removeprefix("module.")] = value.numpy()
-    return arrays, metadata
 
 
 def probe_flavour(state_dict: StateDict) -> str:
@@ -443,8 +414,11 @@ def convert_checkpoint(
     return summary
 
 
+@entry_point
 def main(argv: list[str]) -> None:
-    """Entry point for absl (flags are defined in `_define_flags`)."""
+    """Entry point for absl (flags are defined in `_define_flags`). Conversion only reads and
+    checks its inputs before the one write, so its ValueErrors and OSErrors are the user's: one
+    `ERROR:` line (`user_errors.py`)."""
     del argv
     from absl import flags, logging
 
@@ -452,14 +426,15 @@ def main(argv: list[str]) -> None:
 
     checkpointing.quiet_orbax_logs()
     f = flags.FLAGS
-    summary = convert_checkpoint(
-        f.torch_checkpoint,
-        f.config,
-        f.out,
-        step=f.step,
-        steps_per_epoch=f.steps_per_epoch,
-        skip_probes=f.skip_probes,
-    )
+    with checking_inputs():
+        summary = convert_checkpoint(
+            f.torch_checkpoint,
+            f.config,
+            f.out,
+            step=f.step,
+            steps_per_epoch=f.steps_per_epoch,
+            skip_probes=f.skip_probes,
+        )
     dropped = {reason: len(keys) for reason, keys in summary["dropped_keys"].items()}
     logging.info(
         "Imported %d tensors (%s probes) at step %d (%s); dropped %s; fresh %s. Wrote %s.",
@@ -494,5 +469,7 @@ def _define_flags() -> None:
 if __name__ == "__main__":
     from absl import app
 
+    from seqjepa_jax.config_overrides import parse_flags_checked
+
     _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=parse_flags_checked)

@@ -14,6 +14,9 @@ from __future__ import annotations
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from seqjepa_jax.config_overrides import parse_flags_checked
+from seqjepa_jax.user_errors import checking_inputs, entry_point
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     "config", None, "The training run's config file, e.g. configs/default.py.", lock_config=True
@@ -74,29 +77,32 @@ def parse_m_val(values: list[str] | None) -> tuple[int, ...] | None:
         raise ValueError(f"--m_val={','.join(values)} must be integers, e.g. 1,3,5.") from error
 
 
+@entry_point
 def main(argv: list[str]) -> None:
-    """Entry point for absl."""
+    """Entry point for absl. Evaluation reads a config, a checkpoint and data and writes reports,
+    so its ValueErrors and OSErrors are the user's: one `ERROR:` line (`user_errors.py`)."""
     del argv
     from seqjepa_jax import checkpointing
     from seqjepa_jax.evaluation import program
 
     checkpointing.quiet_orbax_logs()
-    options = program.EvalOptions(
-        m_val=parse_m_val(FLAGS.m_val),
-        step=FLAGS.step,
-        official_bn_train_mode=FLAGS.official_bn_train_mode,
-        knn_k=FLAGS.knn_k,
-        out_dir=FLAGS.out,
-        compare_random_init=FLAGS.compare_random_init,
-        plots=FLAGS.plots,
-        use_umap=FLAGS.umap,
-        heatmap_runs=tuple(FLAGS.heatmap_runs),
-        ood=FLAGS.ood,
-        path_integration=FLAGS.path_integration,
-    )
-    program.evaluate_checkpoint(FLAGS.config, FLAGS.workdir, options)
+    with checking_inputs():
+        options = program.EvalOptions(
+            m_val=parse_m_val(FLAGS.m_val),
+            step=FLAGS.step,
+            official_bn_train_mode=FLAGS.official_bn_train_mode,
+            knn_k=FLAGS.knn_k,
+            out_dir=FLAGS.out,
+            compare_random_init=FLAGS.compare_random_init,
+            plots=FLAGS.plots,
+            use_umap=FLAGS.umap,
+            heatmap_runs=tuple(FLAGS.heatmap_runs),
+            ood=FLAGS.ood,
+            path_integration=FLAGS.path_integration,
+        )
+        program.evaluate_checkpoint(FLAGS.config, FLAGS.workdir, options)
     logging.info("Wrote the results to %s", options.out_dir or f"{FLAGS.workdir}/eval")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags_checked)

@@ -1,4 +1,4 @@
-"""Run-time faults of the training loop: preemption notices and non-finite steps (issue 7).
+"""Run-time faults of the training loop: preemption, non-finite steps, unreadable data (7, 20).
 
 Preemption (SIGTERM from TPU VM maintenance, SLURM `--signal`, Kubernetes): the loop asks
 `PreemptionWatcher.should_stop(step)` after every step; when it says yes the loop saves a
@@ -25,14 +25,21 @@ checkpoint is written, so no checkpoint ever holds a state reached through a non
 - "skip": `skip_nonfinite_updates` makes the jitted step keep the previous state (only the step
   counter advances, so data order and schedules stay aligned) whenever a metric is non-finite; the
   monitor logs a warning per skipped step and counts them.
+
+Unreadable training data (issue 20): a file that turns out damaged or missing when the pipeline
+reads it (the start-up scan checks every object's files are present, but reads the contents of
+all of them only with `config.data.verify_files`) stops the run with a `DataReadError` naming the
+file. `named_read_errors` turns the input pipeline's error into it; `keep_progress` first saves
+the state reached so far (the steps before the unreadable batch), so no trained step is lost.
 """
 
 from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -40,6 +47,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
+
+from seqjepa_jax.user_errors import (
+    DAMAGED_FILE,
+    DAMAGED_FILE_ADVICE,
+    UserError,
+    clean_op_error_text,
+    disk_full_cause,
+)
 
 NONFINITE_POLICIES = ("stop", "skip")
 """Values of `config.train.on_nonfinite`."""
@@ -169,3 +184,90 @@ class NonFiniteMonitor:
         if not checked:
             return {}
         return {k: float(np.mean([m[k] for m in checked])) for k in checked[0]}
+
+
+class DataReadError(UserError):
+    """The input pipeline could not read a training batch (a damaged or missing data file).
+
+    Attributes:
+      step: training steps completed when the read failed.
+      detail: the reader's message, naming the file where it knows it.
+      saved_step: the step of the checkpoint `keep_progress` saved, if it saved one.
+    """
+
+    def __init__(self, step: int, detail: str) -> None:
+        super().__init__(step, detail)
+        self.step, self.detail = step, detail
+        self.saved_step: int | None = None
+
+    def __str__(self) -> str:
+        kept = (
+            f"The state after step {self.saved_step} was saved as a checkpoint"
+            if self.saved_step is not None
+            else "Every checkpoint written so far is kept"
+        )
+        detail = self.detail.removeprefix(DAMAGED_FILE)
+        return (
+            f"The training data could not be read after step {self.step}: {detail}. {kept}. "
+            f"{DAMAGED_FILE_ADVICE}"
+        )
+
+
+def read_error_detail(error: Exception) -> str | None:
+    """The message of a TensorFlow error that reports an unreadable data file (missing, damaged,
+    not permitted), or None for other errors."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return None
+    readable = (tf.errors.NotFoundError, tf.errors.PermissionDeniedError, tf.errors.DataLossError)
+    text = clean_op_error_text(error.message) if isinstance(error, tf.errors.OpError) else ""
+    if isinstance(error, readable):
+        return text
+    if isinstance(error, tf.errors.InvalidArgumentError) and (
+        DAMAGED_FILE in text or "JPEG" in text or "image" in text.lower()
+    ):
+        return text
+    return None
+
+
+def named_read_errors(batches: Iterator[Any], start_step: int) -> Iterator[Any]:
+    """`batches`, with a data-reading error of the pipeline raised as `DataReadError` (module
+    docstring); other errors pass through unchanged."""
+    step = start_step
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as error:
+            detail = str(error) if isinstance(error, OSError) else read_error_detail(error)
+            if detail is None or disk_full_cause(error) is not None:
+                raise
+            raise DataReadError(step, detail) from error
+        yield batch
+        step += 1
+
+
+def keep_progress(
+    error: BaseException, checkpointer: Any, state: Any, start_step: int, monitor: NonFiniteMonitor
+) -> None:
+    """After a data-reading error (`DataReadError` of the training batches, or a damaged file met
+    by an online evaluation), saves `state`, the last good step, unless this run trained no step
+    or a metric was non-finite. Never raises: the data error is what the user must see."""
+    if not isinstance(error, DataReadError) and (
+        not isinstance(error, Exception) or read_error_detail(error) is None
+    ):
+        return
+    step = int(state.step)
+    if step <= start_step:
+        return
+    try:
+        monitor.check()
+        checkpointer.save(step, state, force=True)
+        checkpointer.wait()
+    except Exception as failure:  # noqa: BLE001 (report the data error, not this one)
+        logging.warning("Could not checkpoint step %d after the data error: %s", step, failure)
+        return
+    logging.warning("Saved a checkpoint at step %d before stopping on unreadable data.", step)
+    if isinstance(error, DataReadError):
+        error.saved_step = step

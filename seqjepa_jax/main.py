@@ -4,7 +4,10 @@ Thin on purpose (Flax examples' layout): parse flags, optionally initialise mult
 logging, and hand over to `train.train_and_evaluate`. Any config field can be overridden with
 `--config.<group>.<field>=value`; unknown fields and wrong types are rejected by ml_collections.
 Overrides are checked first (`config_overrides.py`) so that a misspelt field or a bad value is
-named with the fix. Rerunning with the same `--workdir` resumes from its newest intact checkpoint.
+named with the fix. Rerunning with the same `--workdir` resumes from its newest intact checkpoint,
+unless another run holds the workdir or the config changed in a way that alters the training
+(`--allow_config_change`). Mistakes in the input end as one `ERROR:` line with exit status 1,
+without a traceback (`user_errors.py`; SEQJEPA_TRACEBACK=1 shows it).
 
 The config file is executed as Python (ml_collections): it is the user's own code, like a
 training script, so only pass config files you trust.
@@ -13,10 +16,12 @@ training script, so only pass config files you trust.
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
+
+from seqjepa_jax.config_overrides import parse_flags_checked
+from seqjepa_jax.user_errors import entry_point
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -41,6 +46,14 @@ flags.DEFINE_bool(
     "multi-threads the BatchNorm reductions on XLA:CPU (1.4-2.4x faster steps measured on a "
     "2-core Xeon, experiments/results/bench_step_cpu.jsonl). Other backends ignore it.",
 )
+flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Resume a workdir whose config.json differs in fields that change the training trajectory "
+    "(batch size, schedule, model, seed, epochs...); the old config.json is kept as "
+    "config.step<N>.json. Logging, checkpoint cadence, evaluation settings and the data's "
+    "location never need it (seqjepa_jax/run_config.py).",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=reduce"
@@ -59,18 +72,12 @@ def xla_flags_with_ynn(xla_flags: str, enabled: bool) -> str:
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, after `config_overrides.check_config_overrides` (clear errors)."""
-    from seqjepa_jax.config_overrides import check_config_overrides
-
-    try:
-        check_config_overrides(argv)
-    except ValueError as error:
-        sys.stderr.write(f"FATAL Flags parsing error:\n{error}\n")
-        sys.exit(1)
-    return app.parse_flags_with_usage(argv)
+    return parse_flags_checked(argv)
 
 
+@entry_point
 def main(argv: list[str]) -> None:
-    """Entry point for absl."""
+    """Entry point for absl; user errors end as one `ERROR:` line (`user_errors.py`)."""
     del argv
     # At the entry point, not at import: XLA reads its flags when JAX starts, which is below.
     xla_flags = xla_flags_with_ynn(os.environ.get("XLA_FLAGS", ""), FLAGS.xla_cpu_fast)
@@ -89,7 +96,9 @@ def main(argv: list[str]) -> None:
 
     checkpointing.quiet_orbax_logs()
 
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    train.train_and_evaluate(
+        FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change
+    )
 
 
 if __name__ == "__main__":

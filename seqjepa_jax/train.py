@@ -41,6 +41,7 @@ from seqjepa_jax.evaluation import report as report_lib
 from seqjepa_jax.evaluation import scoring, tables
 from seqjepa_jax.models.heads import OnlineProbes
 from seqjepa_jax.optimizers import build_optimizer
+from seqjepa_jax.run_config import check_config_change, save_config
 from seqjepa_jax.sharding import make_mesh, replicated
 from seqjepa_jax.state import TrainState, init_train_state
 from seqjepa_jax.train_step import jit_train_step, make_train_step
@@ -49,6 +50,7 @@ from seqjepa_jax.training_history import (
     TrainingHistory,
     training_curves_figure,
 )
+from seqjepa_jax.workdir_lock import hold_for_run
 
 
 def build_model(config: ml_collections.ConfigDict) -> tuple[nn.Module, OnlineProbes]:
@@ -226,8 +228,28 @@ def log_train_metrics(
         )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Trains seq-JEPA as configured, resuming from `workdir` if it holds a checkpoint."""
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, *, allow_config_change: bool = False
+) -> dict[str, Any]:
+    """Trains seq-JEPA as configured, resuming from `workdir` if it holds a checkpoint.
+
+    Refuses a workdir that another run holds (`workdir_lock.py`) and, unless
+    `allow_config_change`, a resume whose config changes the training trajectory
+    (`run_config.py`). Start-up errors are the user's; a full disk is one `DiskFullError`
+    (`startup_checks.RunGuard`).
+    """
+    guard = startup_checks.RunGuard(workdir, checkpointing.checkpoint_dir(workdir))
+    with guard:
+        return _train_and_evaluate(config, workdir, guard, allow_config_change)
+
+
+def _train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    guard: startup_checks.RunGuard,
+    allow_config_change: bool,
+) -> dict[str, Any]:
+    """`train_and_evaluate` inside its guard (which releases the workdir lock on return)."""
     mesh = make_mesh()
     validate_config(config, device_count=mesh.devices.size, process_count=jax.process_count())
     data = build_data(config, mesh)
@@ -246,13 +268,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     checkpoint_dir = checkpointing.checkpoint_dir(workdir)
     abstract = abstract_state(config, model, probes, optimizer, mesh)
     checkpointing.check_compatible(checkpoint_dir, abstract)
+    resume_step = max(checkpointing.saved_steps(checkpoint_dir), default=None)
+    changes = check_config_change(config, workdir, resume_step, allow_change=allow_config_change)
     startup_checks.check_workdir_writable(workdir)
+    hold_for_run(workdir, guard.stack)  # until the run returns or fails
+    guard.inputs_checked()
     # Everything above only reads; from here on the run writes into the workdir, once every host
     # has passed the checks (else a fast host's writes would change what a slow one checks).
     startup_checks.wait_for_all_hosts("seqjepa_startup_checks_passed")
-    if jax.process_index() == 0:
-        # epath: local paths and gs:// alike (the TPU pod launcher's shared workdir).
-        epath.Path(workdir, "config.json").write_text(config.to_json_best_effort(indent=2))
+    if jax.process_index() == 0:  # atomic: a full disk leaves the previous config.json whole
+        save_config(config, workdir, resume_step, changes)
 
     ckpt = checkpointing.Checkpointer(
         checkpoint_dir,
@@ -287,7 +312,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
     history = TrainingHistory(workdir, start_step, write=jax.process_index() == 0)
     started = time.time()
-    stream = data.train_batches(start_step)
+    stream = faults.named_read_errors(data.train_batches(start_step), start_step)
     try:
         with faults.PreemptionWatcher() as preemption:
             for step in range(start_step, total_steps):
@@ -316,7 +341,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if stop:
                     break
         monitor.check()
-    except BaseException:
+    except BaseException as error:
+        faults.keep_progress(error, ckpt, state, start_step, monitor)  # unreadable data
         ckpt.close()  # let a pending save of an earlier (good) state finish
         writer.flush()
         raise

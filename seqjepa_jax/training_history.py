@@ -20,6 +20,8 @@ from typing import Any
 
 from etils import epath
 
+from seqjepa_jax.run_config import write_text_atomically
+
 HISTORY_FILE = "history.jsonl"
 TRAINING_CURVES_FILE = "training_curves.png"
 # The R² panel's lower edge: R² has no lower bound, and an overfitted probe on random features can
@@ -48,8 +50,9 @@ class TrainingHistory:
                     record = json.loads(line)
                     if record["step"] <= start_step:
                         self.records.append(record)
-        if write:
-            self._path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        if write:  # atomically: a full disk must not empty the history of earlier runs
+            text = "".join(json.dumps(r) + "\n" for r in self.records)
+            write_text_atomically(str(self._path), text)
 
     def add(self, step: int, kind: str, values: dict[str, float]) -> None:
         """Records `values` (JSON numbers) of `kind` ("train" or "eval") at `step`."""

@@ -9,10 +9,13 @@ must be forced before JAX starts. For each row the test checks that
 - nothing was compiled: no XLA backend compilation happened, and the state initialiser and the
   train step were never built (both are patched to fail if called);
 - the workdir holds exactly what it held before (absent stays absent; a previous run's
-  checkpoint and config.json stay byte-identical and untouched).
+  checkpoint and config.json stay byte-identical and untouched);
+- the error counts as the user's, so the command line prints it as one `ERROR:` line without a
+  traceback (issue 20; `user_errors.py`).
 
-The issue's "torch checkpoint with missing keys" belongs to the checkpoint converter, which is not
-part of this module's code.
+Bad inputs met after start-up (a damaged file read mid-run, a full disk), the workdir lock and the
+config-change rules in detail, and the messages of the three command lines are in
+tests/test_bad_inputs_runs.py; the converter's key and shape mismatches in tests/test_convert.py.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ import numpy as np
 import pytest
 from tiny import load_config
 
-from seqjepa_jax import checkpointing, main, train
+from seqjepa_jax import checkpointing, main, train, user_errors
 from seqjepa_jax.config_defaults import set_field
 from seqjepa_jax.data import datasets
 from seqjepa_jax.data.threediebench import write_3diebench_tree
+from seqjepa_jax.run_config import ConfigChangedError
+from seqjepa_jax.workdir_lock import WorkdirLock, WorkdirLockedError
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 TREE_OBJECTS, TREE_VIEWS = 8, 8
@@ -69,10 +74,14 @@ def drop_object_folder(paths):
     shutil.rmtree(paths.object_dirs[-1])
 
 
-def other_model_checkpoint(paths):
-    """A previous run's workdir: config.json and a checkpoint of a model twice as wide."""
+def drop_middle_object_folder(paths):
+    shutil.rmtree(paths.object_dirs[3])
+
+
+def previous_run(paths, width: int = 4, batch_size: int = 8):
+    """A previous run's workdir: config.json and a checkpoint at step 4 (zeros)."""
     config = load_config("default", "tiny")
-    config.model.width = 8
+    config.model.width, config.train.batch_size = width, batch_size
     model, probes = train.build_model(config)
     learning_rate, _ = train.build_schedules(config, steps_per_epoch=6)
     optimizer = train.build_optimizer("adam", learning_rate, 0.0)
@@ -85,6 +94,16 @@ def other_model_checkpoint(paths):
     ckpt.close()
     with open(os.path.join(paths.workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort())
+
+
+def other_model_checkpoint(paths):
+    previous_run(paths, width=8)
+
+
+def workdir_in_use(paths):
+    """Another run holds the workdir's lock (released by the test)."""
+    os.makedirs(paths.workdir)
+    paths.held = WorkdirLock(paths.workdir).acquire()
 
 
 def workdir_under_a_file(paths):
@@ -100,6 +119,15 @@ TREE = (("data.name", "3diebench"), ("data.views_per_object", TREE_VIEWS))
 ROWS = [
     Row("M_tr < 1", ValueError, r"config.train.seq_len=0: M_tr must be >= 1",
         (("train.seq_len", 0),)),
+    Row("negative batch", ValueError,
+        r"config.train.batch_size=-4 is not a positive multiple of the 1 devices",
+        (("train.batch_size", -4),)),
+    Row("M_val given text", ValueError,
+        r"config.eval.m_val=\('abc',\) must be a tuple of integers such as \(1, 3, 5\); on the "
+        r"command line pass e.g. --config.eval.m_val=1,3,5", (("eval.m_val", ("abc",)),)),
+    Row("stage sizes given text", ValueError,
+        r"config.model.stage_sizes=\('two',\) must be a tuple of integers",
+        (("model.stage_sizes", ("two",)),)),
     Row("width not divisible by heads", ValueError,
         r"config.model.num_heads=3 does not divide the aggregator token width 40 .*change one",
         (("model.num_heads", 3),)),
@@ -151,6 +179,8 @@ ROWS = [
         TREE, drop_index),
     Row("missing object folder", FileNotFoundError,
         r"Object folder .*obj0000000007 \(entry 7 .* is missing", TREE, drop_object_folder),
+    Row("missing object folder in the middle", FileNotFoundError,
+        r"Object folder .*obj0000000003 \(entry 3 .* is missing", TREE, drop_middle_object_folder),
     Row("corrupt JPEG (on_bad_file='fail')", ValueError,
         r"Damaged dataset file: .*obj0000000003/image_5.jpg is truncated.*on_bad_file='skip'",
         (*TREE, ("data.verify_files", True)), corrupt_jpeg),
@@ -160,6 +190,13 @@ ROWS = [
     Row("checkpoint of a different model in the workdir", ValueError,
         r"checkpoint at step 4 .* different model .*: .* is float32\[.*\] in the checkpoint but "
         r"float32\[.*\] for this config\. Use a new --workdir", (), other_model_checkpoint),
+    Row("rerun with another batch size", ConfigChangedError,
+        r"holds a run that was started with another config .*step 4.*\n"
+        r"  - config.train.batch_size: 8 -> 4\n.*--allow_config_change",
+        (("train.batch_size", 4),), previous_run),
+    Row("workdir in use by another run", WorkdirLockedError,
+        rf"--workdir=.*work is in use by another run: pid {os.getpid()} on host .*, started .*"
+        r"Wait for that run to finish", (), workdir_in_use),
     Row("unwritable workdir", ValueError,
         r"--workdir=.*blocker/work cannot be created or written .*pass a directory you can",
         (), workdir_under_a_file),
@@ -240,10 +277,15 @@ def test_bad_input_fails_at_startup(row, data, tmp_path, no_compiling):
         row.prepare(paths)
     no_compiling.clear()  # count from here: the preparation may compile
     before = snapshot(paths.workdir)
-    with pytest.raises(row.error, match="(?s)" + row.match):  # "." spans lines
-        train.train_and_evaluate(config, paths.workdir)
-    assert no_compiling == []
-    assert snapshot(paths.workdir) == before
+    try:
+        with pytest.raises(row.error, match="(?s)" + row.match) as info:  # "." spans lines
+            train.train_and_evaluate(config, paths.workdir)
+        assert no_compiling == []
+        assert snapshot(paths.workdir) == before
+    finally:
+        if getattr(paths, "held", None):
+            paths.held.release()
+    assert user_errors.is_user_error(info.value), "the command line would print a traceback"
 
 
 CLI_ROWS = [
@@ -255,6 +297,11 @@ CLI_ROWS = [
      r"config has no field 'trian'; did you mean 'train'\?"),
     ("bool given a word", ["--config.train.use_ema=maybe"],
      r"config.train.use_ema is a bool; pass true or false, not 'maybe'"),
+    ("tuple given text", ["--config.eval.m_val=abc"],
+     r"--config.eval.m_val=abc: config.eval.m_val=\('abc',\) must be a tuple of integers such as "
+     r"\(1, 3\); on the command line pass e.g. --config.eval.m_val=1,3"),
+    ("stage sizes given a word", ["--config.model.stage_sizes=two"],
+     r"config.model.stage_sizes=\('two',\) must be a tuple of integers"),
 ]  # fmt: skip
 
 
@@ -274,13 +321,20 @@ def test_bad_override_fails_before_main(argv, match, tmp_path, capsys):
     [
         ("configs/missing.py", r"config file 'configs/missing.py' does not exist"),
         ("configs/default.py:huge", r"Unknown variant 'huge' for configs/default.py"),
+        ("{tmp}/empty.py", r"Config file '.*empty.py' has no get_config function.*get_config\("),
+        ("{tmp}/typo.py", r"Config file '.*typo.py' is not valid Python: .* \(line 2\)"),
     ],
 )
 def test_bad_config_file_fails_before_main(spec, match, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
+    (tmp_path / "empty.py").write_text("")
+    (tmp_path / "typo.py").write_text("def get_config(arg=None):\n    return {'a': 1\n")
+    spec = spec.format(tmp=tmp_path)
     with pytest.raises(SystemExit):
         main.parse_flags(["main", f"--config={spec}", f"--workdir={tmp_path / 'w'}"])
-    assert re.search(match, capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert re.search(match, err), err
+    assert "Traceback" not in err
 
 
 def test_batch_not_divisible_by_devices(tmp_path):

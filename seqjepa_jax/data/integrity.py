@@ -1,8 +1,12 @@
-"""Cheap integrity checks of dataset files, run at start-up (issue 7.5).
+"""Cheap integrity checks of dataset files, run at start-up (issues 7.5, 20).
 
 A 3DIEBench object is usable when every view has a complete JPEG and a latent `.npy` of 7 floats
-(spec §6.1). Decoding millions of JPEGs at start-up would take longer than many runs, so the checks
-here read only what reveals the common faults, an interrupted copy or download:
+(spec §6.1). Decoding millions of JPEGs at start-up would take longer than many runs, so the
+start-up scan lists every object's folder (every file present: one listing per object, in
+parallel) and reads the contents of the first and last objects, or of all of them with
+`config.data.verify_files`. The reader then checks each file again when it reads it for a batch
+(`threediebench.py`), so a damaged file stops the run with its name instead of being trained on.
+The content checks read only what reveals the common faults, an interrupted copy or download:
 
 - JPEG: starts with the start-of-image marker FF D8 FF and has the end-of-image marker FF D9 among
   its last bytes (a truncated file ends inside the entropy-coded data, where FF D9 cannot occur).
@@ -17,11 +21,13 @@ objects, by `config.data.on_bad_file`.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
+
+from seqjepa_jax.user_errors import DAMAGED_FILE
 
 BAD_FILE_POLICIES = ("fail", "skip")
 """Values of `config.data.on_bad_file`."""
@@ -78,8 +84,13 @@ def npy_problem(path: str, shape: tuple[int, ...], kinds: str = "f") -> str | No
     return None
 
 
-def object_problems(folder: str, view_ids: Sequence[int], latent_shape: tuple[int, ...]) -> list:
-    """Problems of one 3DIEBench object folder (missing or damaged files); [] when usable."""
+def object_problems(
+    folder: str, view_ids: Sequence[int], latent_shape: tuple[int, ...], contents: bool = True
+) -> list:
+    """Problems of one 3DIEBench object folder (missing or damaged files); [] when usable.
+
+    `contents=False` checks only that the folder holds every file (one listing, no reads).
+    """
     if not tf.io.gfile.isdir(folder):
         return [f"{folder} is missing"]
     present = set(tf.io.gfile.listdir(folder))
@@ -89,11 +100,30 @@ def object_problems(folder: str, view_ids: Sequence[int], latent_shape: tuple[in
         for name in (image, latent):
             if name not in present:
                 problems.append(f"{folder}/{name} is missing")
-        if image in present:
+        if contents and image in present:
             problems.append(jpeg_problem(f"{folder}/{image}"))
-        if latent in present:
+        if contents and latent in present:
             problems.append(npy_problem(f"{folder}/{latent}", latent_shape))
     return [p for p in problems if p]
+
+
+def find_problems(
+    folders: Sequence[str],
+    view_ids: Sequence[int],
+    latent_shape: tuple[int, ...],
+    *,
+    contents: Collection[int] | None = None,
+    max_workers: int = 16,
+) -> list[list[str]]:
+    """`object_problems` of every folder, in parallel; file contents only of the folders whose
+    index is in `contents` (None: all)."""
+    ids = [int(k) for k in view_ids]
+
+    def check(i: int) -> list[str]:
+        return object_problems(folders[i], ids, latent_shape, contents is None or i in contents)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers) as pool:
+        return list(pool.map(check, range(len(folders))))
 
 
 def scan_objects(
@@ -103,22 +133,26 @@ def scan_objects(
     policy: str,
     *,
     max_workers: int = 16,
+    contents: Collection[int] | None = None,
+    problems: list[list[str]] | None = None,
 ) -> np.ndarray:
     """Checks every object folder; returns a bool mask of the usable ones.
 
     With policy "fail" raises ValueError naming the first bad file (in folder order); with
-    "skip" logs a warning with the number of dropped objects and the first problems.
+    "skip" logs a warning with the number of dropped objects and the first problems. `contents`
+    as in `find_problems`; `problems` reuses its result.
     """
     if policy not in BAD_FILE_POLICIES:
         raise ValueError(f"config.data.on_bad_file={policy!r}; use one of {BAD_FILE_POLICIES}.")
-    ids = [int(k) for k in view_ids]
-    with concurrent.futures.ThreadPoolExecutor(max_workers) as pool:
-        problems = list(pool.map(lambda f: object_problems(f, ids, latent_shape), folders))
+    if problems is None:
+        problems = find_problems(
+            folders, view_ids, latent_shape, contents=contents, max_workers=max_workers
+        )
     bad = [i for i, p in enumerate(problems) if p]
     if bad and policy == "fail":
         i = bad[0]
         raise ValueError(
-            f"Damaged dataset file: {problems[i][0]} (object {i} of {len(folders)}; "
+            f"{DAMAGED_FILE}{problems[i][0]} (object {i} of {len(folders)}; "
             f"{len(bad)} objects have problems). Re-extract or re-download the file, or set "
             "config.data.on_bad_file='skip' to drop the damaged objects from the split."
         )

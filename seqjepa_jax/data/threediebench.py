@@ -15,14 +15,16 @@ of an index entry is stripped, as the official loader does.
 
 Everything is read with TensorFlow ops (``tf.io.read_file``), so it runs in parallel inside tf.data
 and works on any filesystem ``tf.io.gfile`` supports (local, GCS). Images are decoded as RGB uint8,
-bit-identical to PIL (the official decoder). A latent ``.npy`` is decoded from its trailing bytes
-(the data of a 1-D numeric array sits at the end of the file, after the header), once the header of
-the first file was checked with NumPy.
+bit-identical to PIL (the official decoder). A latent ``.npy`` is decoded after its header, which
+is checked in the graph against the first file's (checked with NumPy at construction).
 
 The tree is validated at construction, before any training starts: missing root or index files,
-mismatched index/label lengths, and missing folders or files of the first and last object (or of
-every object with ``validate_all_objects=True``) raise errors that name the path, the expected
-layout and the fix.
+mismatched index/label lengths, and a missing folder or file of any object raise errors that name
+the path, the expected layout and the fix; the contents of the first and last objects (or of every
+object with ``validate_all_objects=True``) are checked too (`integrity.py`). Every file is checked
+again when it is read for a batch: a truncated or non-image file, an image of another size, or a
+latent file that is not a complete ``.npy`` of 7 values of the first file's dtype fails the batch
+with a message that starts with ``DAMAGED_FILE`` and names the file (issue 20).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import tensorflow as tf
 from seqjepa_jax.data import integrity, kinds
 from seqjepa_jax.data.latents import NUM_LATENTS
 from seqjepa_jax.data.sources import ViewArraysLike, ViewSource, hide_gpus_from_tensorflow
+from seqjepa_jax.user_errors import DAMAGED_FILE
 
 DEFAULT_VIEWS_PER_OBJECT = 50
 """Views per object in 3DIEBench (spec §6.1)."""
@@ -93,11 +96,12 @@ class ThreeDIEBenchSource(ViewSource):
       views_per_object: number of views per object, view ids ``0..views_per_object-1``.
       view_ids: explicit view ids instead (e.g. :data:`OOD_VIEW_IDS`); sets views_per_object.
       index_dir: folder with the split files; defaults to ``root``.
-      validate_all_objects: check the folder and files of every object, not only the first and
-        last (slow on the full dataset: two small reads per view, `data/integrity.py`).
-      on_bad_file: what a damaged or missing file does (issue 7.5): "fail" raises an error naming
-        it; "skip" drops its object from the split (counted in ``skipped_objects``). The first and
-        last objects are always checked; the others only with ``validate_all_objects``.
+      validate_all_objects: check the contents of every object's files (JPEG markers, latent
+        headers), not only of the first and last object (slow on the full dataset: two small reads
+        per view, `data/integrity.py`). Every object's files are always checked to be present.
+      on_bad_file: what a damaged or missing file found at construction does (issue 7.5): "fail"
+        raises an error naming it; "skip" drops its object from the split (counted in
+        ``skipped_objects``).
     """
 
     def __init__(
@@ -156,26 +160,27 @@ class ThreeDIEBenchSource(ViewSource):
         self.view_ids = view_ids
         self.labels = labels.astype(np.int32)
 
-        everything = range(len(self.object_paths))
-        to_check = everything if validate_all_objects else sorted({0, len(self.object_paths) - 1})
-        if on_bad_file == "fail":
-            for i in to_check:
-                self._check_object(i)  # missing files: FileNotFoundError with the layout help
-        keep = np.ones(len(self.object_paths), bool)
-        keep[list(to_check)] = integrity.scan_objects(
-            [_join(root, self.object_paths[i]) for i in to_check],
-            view_ids.tolist(),
-            (NUM_LATENTS,),
-            on_bad_file,
+        # Every object's files must be present (one listing per object, before any training);
+        # contents are read for the first and last objects, or all (issue 20).
+        folders = [_join(root, p) for p in self.object_paths]
+        contents = None if validate_all_objects else {0, len(folders) - 1}
+        problems = integrity.find_problems(
+            folders, view_ids.tolist(), (NUM_LATENTS,), contents=contents
+        )
+        bad = [i for i, found in enumerate(problems) if found]
+        if bad and on_bad_file == "fail":
+            self._check_object(bad[0])  # missing files: FileNotFoundError with the layout help
+        keep = integrity.scan_objects(
+            folders, view_ids.tolist(), (NUM_LATENTS,), on_bad_file, problems=problems
         )
         self.skipped_objects = int((~keep).sum())
         if not keep.any():
-            raise ValueError(f"Every checked object of the {split!r} split is damaged.")
+            raise ValueError(f"Every object of the {split!r} split is damaged.")
         self.object_paths = [p for p, k in zip(self.object_paths, keep) if k]
         self.labels = self.labels[keep]
         self.num_objects = len(self.object_paths)
         self.object_ids = np.arange(self.num_objects, dtype=np.int32)
-        self._latent_dtype, self._latent_bytes = self._inspect_latent(
+        self._latent_dtype, self._latent_descr = self._inspect_latent(
             _join(root, self.object_paths[0], f"latent_{view_ids[0]}.npy")
         )
         first_image = _join(root, self.object_paths[0], f"image_{view_ids[0]}.jpg")
@@ -211,7 +216,8 @@ class ThreeDIEBenchSource(ViewSource):
             )
 
     @staticmethod
-    def _inspect_latent(path: str) -> tuple[tf.DType, int]:
+    def _inspect_latent(path: str) -> tuple[tf.DType, str]:
+        """(TF dtype, NumPy descr such as '<f8') of the first latent file, checked with NumPy."""
         latent = _load_npy(path, "latent")
         if latent.shape != (NUM_LATENTS,) or latent.dtype not in (np.float64, np.float32):
             raise ValueError(
@@ -221,24 +227,17 @@ class ThreeDIEBenchSource(ViewSource):
         if latent.dtype.byteorder == ">":
             raise ValueError(f"Latent file {path} is big-endian; re-save it little-endian.")
         dtype = tf.float64 if latent.dtype == np.float64 else tf.float32
-        return dtype, NUM_LATENTS * latent.dtype.itemsize
+        return dtype, latent.dtype.str
 
     @staticmethod
     def _decode(path: tf.Tensor) -> tf.Tensor:
-        """RGB uint8. JPEGs use the accurate integer DCT, which gives PIL's pixels exactly (the
-        official loader decodes with PIL); TF's default fast DCT is off by up to ~7 levels."""
-        data = tf.io.read_file(path)
-        return tf.cond(
-            tf.io.is_jpeg(data),
-            lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
-            lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
-        )
+        """RGB uint8 of an image file (see `decode_image_bytes`)."""
+        return decode_image_bytes(tf.io.read_file(path))
 
     def _read_view(self, paths: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = tf.ensure_shape(self._decode(paths[0]), (*self.image_shape, 3))
-        raw = tf.strings.substr(tf.io.read_file(paths[1]), -self._latent_bytes, self._latent_bytes)
-        latent = tf.io.decode_raw(raw, self._latent_dtype, little_endian=True)
-        return image, tf.cast(tf.reshape(latent, (NUM_LATENTS,)), tf.float32)
+        image = checked_image(paths[0], self.image_shape)
+        latent = checked_latent(paths[1], self._latent_descr, self._latent_dtype)
+        return image, tf.cast(latent, tf.float32)
 
     def load_views(
         self, object_index: tf.Tensor, view_indices: tf.Tensor
@@ -261,6 +260,109 @@ class ThreeDIEBenchSource(ViewSource):
                 tf.TensorSpec((NUM_LATENTS,), tf.float32),
             ),
         )
+
+
+PNG_START = b"\x89PNG\r\n\x1a\n"
+NPY_START = b"\x93NUMPY"
+
+
+def decode_image_bytes(data: tf.Tensor) -> tf.Tensor:
+    """RGB uint8. JPEGs use the accurate integer DCT, which gives PIL's pixels exactly (the
+    official loader decodes with PIL); TF's default fast DCT is off by up to ~7 levels."""
+    return tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+    )
+
+
+def _checked(condition: tf.Tensor, value: tf.Tensor, *message: tf.Tensor | str) -> tf.Tensor:
+    """`value`, once `condition` holds; else the pipeline fails with DAMAGED_FILE + message."""
+    check = tf.debugging.Assert(condition, [tf.strings.join([DAMAGED_FILE, *message])])
+    with tf.control_dependencies([check]):
+        return tf.identity(value)
+
+
+def checked_image(path: tf.Tensor, image_shape: tuple[int, int]) -> tf.Tensor:
+    """The RGB image at `path`, failing with the file named when it is not a complete JPEG (or a
+    PNG) of `image_shape`: a truncated JPEG would otherwise fail without its name, or decode."""
+    data = tf.io.read_file(path)
+    size = tf.strings.length(data)
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, len(integrity.JPEG_START)), integrity.JPEG_START)
+    is_png = tf.equal(tf.strings.substr(data, 0, len(PNG_START)), PNG_START)
+    start = tf.maximum(size - integrity.JPEG_TAIL_BYTES, 0)
+    tail = tf.io.decode_raw(tf.strings.substr(data, start, integrity.JPEG_TAIL_BYTES), tf.uint8)
+    ends = tf.reduce_any(tf.logical_and(tf.equal(tail[:-1], 0xFF), tf.equal(tail[1:], 0xD9)))
+    problem = tf.where(
+        is_jpeg,
+        " is truncated (no JPEG end-of-image marker FF D9 at its end; ",
+        " is not a JPEG or PNG image (",
+    )
+    data = _checked(
+        tf.logical_or(is_png, tf.logical_and(is_jpeg, ends)),
+        data,
+        path,
+        problem,
+        tf.strings.as_string(size),
+        " bytes)",
+    )
+    image = decode_image_bytes(data)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    image = _checked(
+        tf.logical_and(tf.equal(height, image_shape[0]), tf.equal(width, image_shape[1])),
+        image,
+        path,
+        " is ",
+        tf.strings.as_string(height),
+        "x",
+        tf.strings.as_string(width),
+        f" pixels; the dataset's images are {image_shape[0]}x{image_shape[1]}",
+    )
+    return tf.ensure_shape(image, (*image_shape, 3))
+
+
+def checked_latent(path: tf.Tensor, descr: str, dtype: tf.DType) -> tf.Tensor:
+    """The NUM_LATENTS values of the .npy at `path`, failing with the file named unless its header
+    says shape (NUM_LATENTS,) and dtype `descr` (e.g. '<f8') and its size matches: a latent of
+    another shape would otherwise be read from the header's bytes."""
+    data = tf.io.read_file(path)
+    size = tf.strings.length(data)
+    padded = tf.strings.join([data, "\0" * 12])  # fixed-offset reads stay inside the string
+    major = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 6, 1), tf.uint8)[0], tf.int32)
+    short = tf.io.decode_raw(tf.strings.substr(padded, 8, 2), tf.uint16, little_endian=True)[0]
+    long = tf.io.decode_raw(tf.strings.substr(padded, 8, 4), tf.int32, little_endian=True)[0]
+    header_start = tf.where(tf.equal(major, 1), 10, 12)
+    data_start = header_start + tf.where(tf.equal(major, 1), tf.cast(short, tf.int32), long)
+    header_length = tf.clip_by_value(data_start - header_start, 0, size)
+    header = tf.strings.substr(padded, header_start, header_length)
+    itemsize = dtype.size
+    valid = tf.reduce_all(
+        tf.stack(
+            [
+                tf.equal(tf.strings.substr(padded, 0, len(NPY_START)), NPY_START),
+                tf.logical_and(major >= 1, major <= 3),
+                tf.strings.regex_full_match(header, rf"(?s).*'shape': \({NUM_LATENTS},\).*"),
+                tf.strings.regex_full_match(header, f"(?s).*'descr': '{descr}'.*"),
+                tf.equal(size, data_start + NUM_LATENTS * itemsize),
+            ]
+        )
+    )
+    found = tf.strings.regex_replace(
+        tf.strings.substr(header, 0, 160), r"(?s)^\s*(\{.*\})\s*$", r"\1"
+    )
+    data_start = _checked(
+        valid,
+        data_start,
+        path,
+        f" is not a complete .npy file of {NUM_LATENTS} {np.dtype(descr).name} values like the "
+        "dataset's first latent file (its header: ",
+        found,
+        "; ",
+        tf.strings.as_string(size),
+        " bytes)",
+    )
+    raw = tf.strings.substr(padded, data_start, NUM_LATENTS * itemsize)
+    return tf.reshape(tf.io.decode_raw(raw, dtype, little_endian=True), (NUM_LATENTS,))
 
 
 def write_3diebench_tree(
