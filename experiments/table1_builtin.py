@@ -330,18 +330,20 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     ledger_path = os.path.join(args.workdir, LEDGER)
     ledger = read_ledger(ledger_path)
     done = {(line["row"], line["seed"]) for line in ledger}
-    for row in ROWS:
-        if args.only and row.name not in args.only.split(","):
-            continue
-        seeds = SEEDS[: min(row.seeds, args.max_seeds or row.seeds)]
-        for seed in seeds:
-            if (row.name, seed) in done:
+    # Seed-major: the first pass gives every row one seed, so an interrupted table already compares
+    # every method; later passes add the seed spreads.
+    for index, seed in enumerate(SEEDS):
+        for row in ROWS:
+            if args.only and row.name not in args.only.split(","):
+                continue
+            if index >= min(row.seeds, args.max_seeds or row.seeds) or (row.name, seed) in done:
                 continue
             line = run_one(row, seed, args)
             ledger.append(line)
             with open(ledger_path, "a") as f:
                 f.write(json.dumps(line) + "\n")
             print(f"{row.name} seed {seed}: {line['wall_minutes']} min", flush=True)
+            write_outputs(ledger, args.output_dir or args.workdir, args.equivariance)
     print(write_outputs(ledger, args.output_dir or args.workdir, args.equivariance))
     return ledger
 

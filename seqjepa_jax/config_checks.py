@@ -166,6 +166,13 @@ def validate_config(
         f"config.eval.batch_size={evaluation.batch_size} is not a positive multiple of the "
         f"{device_count} devices.",
     )
+    check(
+        evaluation.knn_k >= 1
+        and (not evaluation.max_train_objects or evaluation.knn_k <= evaluation.max_train_objects),
+        f"config.eval.knn_k={evaluation.knn_k} must lie in [1, config.eval.max_train_objects="
+        f"{evaluation.max_train_objects}]: the k-NN probe has at most that many training points; "
+        "lower knn_k or raise max_train_objects.",
+    )
     if action_dim is not None and config.method == "seqjepa":
         width = token_width(model, action_dim)
         check(

@@ -32,6 +32,8 @@ CASES = [
     ("train.weight_decay", 0.1, "with optimizer 'adam'"),
     ("model.compute_dtype", "fp8", "config.model.compute_dtype='fp8'"),
     ("train.ema_tau_base", 1.5, "config.train.ema_tau_base=1.5"),
+    ("eval.knn_k", 1201, "config.eval.knn_k=1201 must lie in [1, config.eval.max_train_objects="),
+    ("eval.knn_k", 0, "config.eval.knn_k=0 must lie in [1,"),
 ]
 
 

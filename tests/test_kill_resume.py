@@ -53,6 +53,7 @@ def command(workdir: str, data_dir: str) -> list[str]:
         "--config.eval.compare_random_init=False",
         "--config.eval.probe_steps=2",
         "--config.eval.max_train_objects=16",
+        "--config.eval.knn_k=5",
         "--config.eval.max_eval_objects=16",
     ]
 
