@@ -48,11 +48,12 @@ def cell_key(record: dict) -> tuple:
 
 
 def done_cells(path: str) -> set[tuple]:
-    """Cells already recorded in `path` (a jsonl file, maybe absent)."""
+    """Cells already recorded in `path` (a jsonl file, maybe absent); failed ones are retried."""
     if not os.path.exists(path):
         return set()
     with open(path) as f:
-        return {cell_key(json.loads(line)) for line in f if line.strip()}
+        records = [json.loads(line) for line in f if line.strip()]
+    return {cell_key(record) for record in records if "error" not in record}
 
 
 def cell_command(

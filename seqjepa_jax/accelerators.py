@@ -4,7 +4,8 @@ One table (`CHIPS`) holds every number the ahead-of-time planner (`aot.py`, `roo
 peak bf16 FLOP/s, HBM capacity and bandwidth, and the chip's inter-chip-interconnect (ICI)
 bandwidth, each with the public page it comes from. A topology name is the one
 `jax.experimental.topologies.get_topology_desc` and the Cloud TPU docs use: `<chip>:<shape>`, e.g.
-`v5e:2x2` (v5e-4), `v5p:2x2x1` (v5p-8: 4 chips, 8 TensorCores), `v6e:2x4` (v6e-8).
+`v5e:2x2` (v5e-4), `v5p:2x2x1` (v5p-8: 4 chips, 8 TensorCores), `v6e:2x4` (v6e-8); GPUs are
+`<gpu>:<count>` on one host, e.g. `h100:8`.
 
 ICI model (`all_reduce_bytes_per_s`): Google publishes, per generation, either the bidirectional
 ICI bandwidth per chip or the all-reduce bandwidth per Pod; where both are given (v5e, v6e) the
@@ -37,6 +38,7 @@ class Chip:
       chips_per_host: chips per TPU VM (one JAX process each) in multi-host slices.
       max_single_host_chips: the largest slice served by one VM (v5e/v6e: 8 chips, 2x4).
       source: the page the figures come from.
+      platform: "tpu", or "cuda" for the GPUs (compiled deviceless by `compile_plan`).
     """
 
     name: str
@@ -49,6 +51,7 @@ class Chip:
     chips_per_host: int
     max_single_host_chips: int
     source: str
+    platform: str = "tpu"
 
     @property
     def all_reduce_bytes_per_s(self) -> float:
@@ -106,7 +109,7 @@ CHIPS: dict[str, Chip] = {
         source="https://docs.cloud.google.com/tpu/docs/v5p-training",
     ),
     # https://docs.cloud.google.com/tpu/docs/v6e : "Peak compute per chip (bf16) 918 TFLOPs",
-    # "HBM capacity per chip 32 GB", "HBM bandwidth per chip 1600 GBps", "Bidirectional
+    # "HBM capacity per chip 32 GB", "HBM bandwidth per chip 1638 GBps", "Bidirectional
     # inter-chip interconnect (ICI) bandwidth (per chip) 800 GBps" ("All-reduce bandwidth per Pod
     # 102.4 TB/s" / 256 = 400 GB/s = 800 / 2); 2x4 = 8 chips on one VM (v6e-8), larger slices
     # use 4-chip VMs (ct6e-standard-4t).
@@ -115,16 +118,48 @@ CHIPS: dict[str, Chip] = {
         device_kind="TPU v6 lite",
         peak_bf16_flops=918e12,
         hbm_bytes=32 * 10**9,
-        hbm_bytes_per_s=1600e9,
+        hbm_bytes_per_s=1638e9,
         ici_bidirectional_bytes_per_s=800e9,
         chip_config_name="default",
         chips_per_host=4,
         max_single_host_chips=8,
         source="https://docs.cloud.google.com/tpu/docs/v6e",
     ),
+    # https://www.nvidia.com/en-us/data-center/h100/ (H100 SXM): "BF16 Tensor Core 1,979
+    # teraFLOPS" with sparsity, i.e. 989.5 dense; "GPU memory 80GB"; "GPU memory bandwidth
+    # 3.35TB/s"; "NVIDIA NVLink: 900GB/s" (bidirectional); HGX boards hold 8 GPUs per host.
+    "h100": Chip(
+        name="h100",
+        device_kind="NVIDIA H100 80GB HBM3",
+        peak_bf16_flops=1979e12 / 2,
+        hbm_bytes=80 * 10**9,
+        hbm_bytes_per_s=3.35e12,
+        ici_bidirectional_bytes_per_s=900e9,
+        chip_config_name="",
+        chips_per_host=8,
+        max_single_host_chips=8,
+        source="https://www.nvidia.com/en-us/data-center/h100/",
+        platform="cuda",
+    ),
+    # https://www.nvidia.com/en-us/data-center/h200/ (H200 SXM): the H100's compute ("BF16
+    # Tensor Core 1,979 TFLOPS" with sparsity), "GPU Memory 141GB", "GPU Memory Bandwidth
+    # 4.8TB/s", "NVIDIA NVLink: 900GB/s".
+    "h200": Chip(
+        name="h200",
+        device_kind="NVIDIA H200",
+        peak_bf16_flops=1979e12 / 2,
+        hbm_bytes=141 * 10**9,
+        hbm_bytes_per_s=4.8e12,
+        ici_bidirectional_bytes_per_s=900e9,
+        chip_config_name="",
+        chips_per_host=8,
+        max_single_host_chips=8,
+        source="https://www.nvidia.com/en-us/data-center/h200/",
+        platform="cuda",
+    ),
 }
 
-_TOPOLOGY = re.compile(r"^(v\d+[a-z]*):(\d+(?:x\d+){1,2})$")
+_TOPOLOGY = re.compile(r"^(v\d+[a-z]*|[a-z]\d+):(\d+(?:x\d+){0,2})$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +198,7 @@ def parse_topology(name: str) -> Topology:
     if not match:
         raise ValueError(
             f"--topology={name!r} is not of the form CHIP:AxB[xC]; use e.g. v5e:2x2 (v5e-4), "
-            f"v5p:2x2x1 (v5p-8), v6e:2x4 (v6e-8); chips: {known}."
+            f"v5p:2x2x1 (v5p-8), v6e:2x4 (v6e-8) or h100:8; chips: {known}."
         )
     chip_name, shape_text = match.groups()
     if chip_name not in CHIPS:
@@ -174,4 +209,12 @@ def parse_topology(name: str) -> Topology:
     shape = tuple(int(part) for part in shape_text.split("x"))
     if min(shape) < 1:
         raise ValueError(f"--topology={name!r}: every dimension must be >= 1.")
+    chip = CHIPS[chip_name]
+    if (chip.platform == "tpu") != (len(shape) > 1) or (
+        chip.platform != "tpu" and shape[0] > chip.max_single_host_chips
+    ):
+        raise ValueError(
+            f"--topology={name!r}: TPU slices are a chip grid (v5e:2x2, v5p:2x2x1); GPUs are "
+            f"a count of GPUs on one host, at most {chip.max_single_host_chips} (h100:8)."
+        )
     return Topology(name=f"{chip_name}:{shape_text}", chip=CHIPS[chip_name], shape=shape)

@@ -58,9 +58,11 @@ def tree_bytes(tree: Any) -> int:
     return total
 
 
-def _cost(compiled: Any) -> dict[str, float]:
+def _cost(compiled: Any) -> dict[str, float] | None:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    if not cost:  # XLA:GPU's compile-only executables report none
+        return None
     return {"flops": float(cost.get("flops", 0.0)), "bytes": float(cost.get("bytes accessed", 0.0))}
 
 
@@ -128,6 +130,22 @@ def plan(
     for name in step_programs:
         collectives += roofline.find_collectives(texts[name], n)
     summary = roofline.summarise_collectives(collectives, chip)
+    state_bytes = tree_bytes(inputs.state)
+    params_bytes = tree_bytes((inputs.state.params, inputs.state.batch_stats))
+    fed = inputs.raw_batches[0] if inputs.raw_batches else inputs.train_batch
+    need = hbm_peak(memory, state_bytes, params_bytes, tree_bytes(fed))
+    report.update(
+        fits=need <= chip.hbm_bytes,
+        hbm_bytes_per_device=need,
+        hbm_breakdown=memory,
+        state_bytes_per_device=state_bytes,
+        collectives=summary,
+        matmul_dtypes=roofline.matmul_dtypes(texts["train_step"]),
+    )
+    if any(costs[name] is None for name in step_programs):
+        report["roofline_step_seconds"] = None
+        report["note"] = "no cost analysis from this compiler: memory and collectives only"
+        return report
     flops = sum(costs[name]["flops"] for name in step_programs)
     bytes_accessed = sum(costs[name]["bytes"] for name in step_programs)
     estimate = roofline.roofline(
@@ -138,18 +156,10 @@ def plan(
         num_devices=n,
         images_per_step=config.train.batch_size * views,
     )
-    state_bytes = tree_bytes(inputs.state)
-    params_bytes = tree_bytes((inputs.state.params, inputs.state.batch_stats))
-    fed = inputs.raw_batches[0] if inputs.raw_batches else inputs.train_batch
-    need = hbm_peak(memory, state_bytes, params_bytes, tree_bytes(fed))
     report.update(
-        fits=need <= chip.hbm_bytes,
-        hbm_bytes_per_device=need,
-        hbm_breakdown=memory,
-        state_bytes_per_device=state_bytes,
         flops_per_device=flops,
         bytes_per_device=bytes_accessed,
-        eval_flops_per_device=costs.get("eval_features", {}).get("flops"),
+        eval_flops_per_device=(costs.get("eval_features") or {}).get("flops"),
         roofline_step_seconds=estimate.step_seconds,
         compute_seconds=estimate.compute_seconds,
         memory_seconds=estimate.memory_seconds,
@@ -160,8 +170,6 @@ def plan(
         sequences_per_second=estimate.images_per_second / views,
         mfu=estimate.mfu,
         mfu_model_flops="compiled (XLA cost_analysis of the TPU step and view maker)",
-        collectives=summary,
-        matmul_dtypes=roofline.matmul_dtypes(texts["train_step"]),
     )
     return report
 
@@ -276,15 +284,11 @@ def format_report(report: dict[str, Any]) -> str:
                 f"(donated {_mib(parts['aliased'])}), temp {_mib(parts['temporaries'])}, "
                 f"code {_mib(parts['generated_code'])} MiB"
             )
-        lines += [
-            f"Per chip and step: {report['flops_per_device'] / 1e9:,.1f} GFLOP, "
-            f"{report['bytes_per_device'] / 1e9:,.2f} GB of HBM traffic",
-            f"Roofline step: {report['roofline_step_seconds'] * 1e3:.2f} ms = max(compute "
-            f"{report['compute_seconds'] * 1e3:.2f}, HBM {report['memory_seconds'] * 1e3:.2f}) "
-            f"+ ICI {report['collective_seconds'] * 1e3:.3f} ms ({report['bound']}-bound)",
-            f"Throughput: {report['images_per_second_per_chip']:,.0f} images/s per chip, "
-            f"{report['images_per_second']:,.0f} per slice; implied MFU "
-            f"{100 * report['mfu']:.1f} % ({report['mfu_model_flops']})",
+        if report["roofline_step_seconds"] is None:
+            lines.append(f"No roofline: {report['note']}")
+        else:
+            lines += _roofline_lines(report)
+        lines.append(
             "Collectives per step: "
             + (
                 ", ".join(
@@ -292,8 +296,8 @@ def format_report(report: dict[str, Any]) -> str:
                     for kind, c in report["collectives"].items()
                 )
                 or "none"
-            ),
-        ]
+            )
+        )
     lines.append(
         "Compile: " + ", ".join(f"{k} {v:.1f} s" for k, v in report["compile_seconds"].items())
     )
@@ -304,6 +308,19 @@ def format_report(report: dict[str, Any]) -> str:
             f"(global {mb['max_global_batch']}); tried {list(mb['tried'])}"
         )
     return "\n".join(lines)
+
+
+def _roofline_lines(report: dict[str, Any]) -> list[str]:
+    return [
+        f"Per chip and step: {report['flops_per_device'] / 1e9:,.1f} GFLOP, "
+        f"{report['bytes_per_device'] / 1e9:,.2f} GB of HBM traffic",
+        f"Roofline step: {report['roofline_step_seconds'] * 1e3:.2f} ms = max(compute "
+        f"{report['compute_seconds'] * 1e3:.2f}, HBM {report['memory_seconds'] * 1e3:.2f}) "
+        f"+ ICI {report['collective_seconds'] * 1e3:.3f} ms ({report['bound']}-bound)",
+        f"Throughput: {report['images_per_second_per_chip']:,.0f} images/s per chip, "
+        f"{report['images_per_second']:,.0f} per slice; implied MFU "
+        f"{100 * report['mfu']:.1f} % ({report['mfu_model_flops']})",
+    ]
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -20,6 +20,7 @@ constants inside the step, not its cost.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import time
 from typing import Any
@@ -55,10 +56,65 @@ def training_views(config: ml_collections.ConfigDict) -> int:
     return config.train.seq_len + 1
 
 
-def topology_mesh(topology: Topology) -> jax.sharding.Mesh:
-    """`sharding.make_mesh` over the compile-only devices of `topology` (needs libtpu)."""
+# Hopper SM (compute capability 9.0) limits for XLA:GPU's target description, from the CUDA C++
+# Programming Guide's "Technical Specifications per Compute Capability" table
+# (https://docs.nvidia.com/cuda/cuda-c-programming-guide/) and the H100 SXM's 132 SMs, 50 MB L2
+# and 1.98 GHz boost clock (NVIDIA H100 Tensor Core GPU Architecture whitepaper).
+_HOPPER_SM = """
+gpu_device_info {{
+  threads_per_block_limit: 1024 threads_per_warp: 32 shared_memory_per_block: 49152
+  shared_memory_per_core: 233472 threads_per_core_limit: 2048 core_count: 132
+  fpus_per_core: 128 block_dim_limit_x: 2147483647 block_dim_limit_y: 65535
+  block_dim_limit_z: 65535 memory_bandwidth: {bandwidth} l2_cache_size: 52428800
+  clock_rate_ghz: 1.98 device_memory_size: {memory} shared_memory_per_block_optin: 232448
+  cuda_compute_capability {{ major: 9 }} registers_per_core_limit: 65536
+  registers_per_block_limit: 65536
+}}
+platform_name: "CUDA"
+dnn_version_info {{ major: 9 minor: 8 }}
+runtime_version {{ major: 12 minor: 8 }}
+device_description_str: "{kind}"
+"""
+# Deviceless XLA:GPU compiles cannot autotune Triton GEMM tiles (no GPU to time them): use the
+# cuBLAS path, and skip the plugin's check of CUDA libraries that a CPU-only machine lacks.
+GPU_AOT_XLA_FLAG = "--xla_gpu_enable_triton_gemm=false"
+
+
+def _gpu_devices(topology: Topology) -> list:
+    """Compile-only CUDA devices of `h100:N` / `h200:N` (jax's CUDA 12 plugin, no GPU needed)."""
     from jax.experimental import topologies
 
+    flags = os.environ.get("XLA_FLAGS", "")
+    if GPU_AOT_XLA_FLAG not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {GPU_AOT_XLA_FLAG}".strip()
+    os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
+    chip = topology.chip
+    config = _HOPPER_SM.format(
+        bandwidth=int(chip.hbm_bytes_per_s), memory=chip.hbm_bytes, kind=chip.device_kind
+    )
+    try:
+        description = topologies.get_topology_desc(
+            platform="cuda", target_config=config, topology=f"1x1x{topology.num_chips}"
+        )
+    except NotImplementedError as error:
+        raise ValueError(
+            "Compiling for a GPU without one needs jax's CUDA plugin: pip install -e '.[cuda]' "
+            "(and run the planner in a fresh process, before anything else starts JAX)."
+        ) from error
+    return list(description.devices)
+
+
+def topology_mesh(topology: Topology) -> jax.sharding.Mesh:
+    """`sharding.make_mesh` over the compile-only devices of `topology` (libtpu, or jax's CUDA
+    plugin for the GPUs)."""
+    from jax.experimental import topologies
+
+    if topology.chip.platform == "cuda":
+        return sharding.make_mesh(_gpu_devices(topology))
+
+    # libtpu guards a real TPU with a machine-wide lock file; compile-only topologies touch no
+    # TPU, so several planners (a grid, the tests) may load it at once.
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     try:
         description = topologies.get_topology_desc(
             platform="tpu",

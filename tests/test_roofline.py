@@ -41,12 +41,12 @@ def test_v5e_roofline_by_hand():
 
 
 def test_memory_bound_step_and_ici_bound_step():
-    # v6e: 918e12 FLOP/s, 1600e9 B/s. 9.18e11 flops -> 1 ms; 3.2e9 bytes -> 2 ms: HBM-bound,
+    # v6e: 918e12 FLOP/s, 1638e9 B/s. 9.18e11 flops -> 1 ms; 3.276e9 bytes -> 2 ms: HBM-bound,
     # MFU = 1 / 2 = 0.5 with no collectives.
     v6e = accelerators.CHIPS["v6e"]
     est = roofline.roofline(
         flops_per_device=9.18e11,
-        bytes_per_device=3.2e9,
+        bytes_per_device=3.276e9,
         collective_seconds_per_step=0.0,
         chip=v6e,
         num_devices=8,
@@ -160,7 +160,13 @@ def test_topology_names_and_hosts():
     v5p8 = accelerators.parse_topology("v5p:2x2x1")
     assert (v5p8.num_chips, v5p8.num_hosts) == (4, 1)
     assert accelerators.parse_topology("v5p:2x2x2").num_hosts == 2
-    with pytest.raises(ValueError, match="unknown chip 'v9'.*v4, v5e, v5p, v6e"):
+    h100 = accelerators.parse_topology("h100:8")
+    assert (h100.num_chips, h100.num_hosts, h100.chip.platform) == (8, 1, "cuda")
+    with pytest.raises(ValueError, match="GPUs are a count of GPUs on one host"):
+        accelerators.parse_topology("h100:2x4")
+    with pytest.raises(ValueError, match="TPU slices are a chip grid"):
+        accelerators.parse_topology("v5e:4")
+    with pytest.raises(ValueError, match="unknown chip 'v9'.*v5e, v5p, v6e"):
         accelerators.parse_topology("v9:2x2")
     with pytest.raises(ValueError, match="CHIP:AxB"):
         accelerators.parse_topology("v5e-4")
