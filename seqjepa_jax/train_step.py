@@ -67,6 +67,23 @@ def embedding_spread(z: jax.Array) -> jax.Array:
     return jnp.mean(jnp.std(z, axis=0)) * jnp.sqrt(z.shape[-1])
 
 
+def gram_eigenvalues(gram: jax.Array) -> jax.Array:
+    """Eigenvalues of a symmetric matrix; on TPU by XLA's Jacobi eigensolver.
+
+    JAX's TPU default (QDWH spectral divide and conquer) unrolls into thousands of HLO
+    instructions and hundreds of float32 matmuls for a 512 x 512 matrix, which the TPU planner
+    (`python -m seqjepa_jax.aot`, docs/accelerators.md) found in every step; the Jacobi solver is
+    one compact loop. CPU and GPU keep `eigvalsh` (the Jacobi option is TPU/GPU only).
+    """
+    return jax.lax.platform_dependent(
+        gram,
+        tpu=lambda g: jax.lax.linalg.eigh(
+            g, implementation=jax.lax.linalg.EighImplementation.JACOBI
+        )[1],
+        default=jnp.linalg.eigvalsh,
+    )
+
+
 def effective_rank(z: jax.Array) -> jax.Array:
     """Effective rank of a batch of embeddings (Roy & Vetterli, 2007): exp of the entropy of the
     normalised singular values of the centred (N, D) batch.
@@ -87,7 +104,7 @@ def effective_rank(z: jax.Array) -> jax.Array:
     z = z.astype(jnp.float32)
     centred = z - z.mean(axis=0)
     gram = jnp.matmul(centred.T, centred, precision=jax.lax.Precision.HIGHEST)
-    eigenvalues = jnp.linalg.eigvalsh(gram)
+    eigenvalues = gram_eigenvalues(gram)
     floor = gram.shape[0] * jnp.finfo(jnp.float32).eps * jnp.max(eigenvalues)
     singular = jnp.sqrt(jnp.where(eigenvalues > floor, eigenvalues, 0.0))
     p = singular / jnp.maximum(jnp.sum(singular), 1e-12) + 1e-12
