@@ -24,6 +24,12 @@ B · V / median step time.
 
   python experiments/bench_input.py --measure=stl10_pipeline --batch=512 --saliency=file
 
+`host_<recipe>` (every recipe of `HOST_RECIPES`) times the host's share of that recipe's training
+input on ONE core (`measure_host`; tf.data on a one-thread private pool), so that the cores a
+chip needs follow from the chip's rate (docs/accelerators.md):
+
+  python experiments/bench_input.py --measure=host_3diebench --batch=64 --steps=5
+
 Extending: add a function `measure_<stage>(args) -> dict` that returns a record with
 `RECORD_KEYS` (use `_timing_record`) and register it in `MEASUREMENTS`; `--measure all` runs every
 registered stage.
@@ -187,10 +193,149 @@ def measure_recipe_pipeline(args: argparse.Namespace, recipe: str) -> dict:
     return _pipeline_record(f"{stage}_pipeline", args, views, compile_s, times)
 
 
+HOST_RECIPES = {
+    "default": ("default.py", None),
+    "default_gpu": ("default.py", "gpu"),
+    "3diebench": ("3diebench.py", None),
+    "cifar100": ("cifar100.py", None),
+    "tinyimagenet": ("tinyimagenet.py", None),
+    "stl10": ("stl10.py", None),
+    "imagenet": ("imagenet.py", None),
+}
+THREEDIEBENCH_STORED_SIDE = 256  # the release's renders (seqjepa_jax/data/threediebench.py)
+IMAGENET_JPEG_HW = (375, 500)  # a typical ILSVRC-2012 training image
+
+
+def _one_core(dataset):  # noqa: ANN001, ANN202
+    """The dataset on one host core: a private one-thread pool, no intra-op parallelism."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    options.threading.max_intra_op_parallelism = 1
+    return dataset.with_options(options)
+
+
+def _smooth_images(rng: np.random.Generator, count: int, height: int, width: int) -> np.ndarray:
+    """Random smooth uint8 images (low-resolution noise upsampled), JPEG-sized like photos."""
+    from PIL import Image
+
+    coarse = rng.integers(0, 256, (count, height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+    return np.stack(
+        [np.asarray(Image.fromarray(c).resize((width, height), Image.BILINEAR)) for c in coarse]
+    )
+
+
+def _view_source(config, args, rng: np.random.Generator, workdir: str):  # noqa: ANN001, ANN202
+    """A source like the recipe's: in-memory renders (procedural) or a JPEG tree (3DIEBench)."""
+    from seqjepa_jax.data import procedural, threediebench
+    from seqjepa_jax.data.sources import ArraySource
+
+    n, v = 2 * args.batch, 8
+    side = (
+        config.data.procedural.render_size
+        if config.data.name == "procedural"
+        else THREEDIEBENCH_STORED_SIDE
+    )
+    arrays = procedural.ViewArrays(
+        images=_smooth_images(rng, n * v, side, side).reshape(n, v, side, side, 3),
+        latents=rng.normal(size=(n, v, 7)).astype(np.float32),
+        labels=rng.integers(0, 10, n).astype(np.int32),
+        object_ids=np.arange(n, dtype=np.int32),
+    )
+    if config.data.name == "procedural":
+        return ArraySource(arrays)
+    threediebench.write_3diebench_tree(arrays, workdir, "train")
+    return threediebench.ThreeDIEBenchSource(workdir, "train", views_per_object=v)
+
+
+def _imagenet_batches(config, args, rng: np.random.Generator):  # noqa: ANN001, ANN202
+    """Host batches of `data/imagenet.py` (JPEG decode, random resized crop, 224 px) on
+    synthetic JPEGs of a typical ImageNet size."""
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    from seqjepa_jax.data import imagenet
+
+    encoded = []
+    for image in _smooth_images(rng, 32, *IMAGENET_JPEG_HW):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=90)
+        encoded.append(buffer.getvalue())
+    records = tf.data.Dataset.from_tensor_slices(
+        {
+            "image": encoded,
+            "label": np.arange(32, dtype=np.int64),
+            "file_name": [f"n0000000_{i}.JPEG" for i in range(32)],
+        }
+    ).repeat()
+    fn = imagenet._element_fn(config.seed, True, config.data.saccades.source_size, None)
+    dataset = records.map(lambda ex: fn(0, ex)).batch(args.batch, drop_remainder=True)
+    return _one_core(dataset).as_numpy_iterator()
+
+
+def measure_host(args: argparse.Namespace, recipe: str) -> dict:
+    """The host's share of one recipe's training input, on one core (`views_per_s` per core).
+
+    Rendered views (default, default_gpu: in memory; 3diebench: a JPEG tree of 256-px renders
+    resized to 128 px) go through `pipeline.train_batches`; ImageNet's host decodes and crops
+    JPEGs (`data/imagenet.py`); CIFAR-100, TinyImageNet and STL-10 only gather source images
+    (`image_pipeline.train_image_batches`), their views being made on the accelerator. V views
+    per sequence count for every sequence the host feeds, so the rates compare across recipes.
+    """
+    import tempfile
+
+    from seqjepa_jax.compile_plan import training_views
+    from seqjepa_jax.config_defaults import load_config_file
+    from seqjepa_jax.data import image_pipeline, kinds, pipeline
+    from seqjepa_jax.data.image_sources import ImageArrays
+
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs")
+    name, variant = HOST_RECIPES[recipe]
+    config = load_config_file(os.path.join(root, name), variant)
+    views = training_views(config)
+    rng = np.random.default_rng(args.seed)
+    kind = kinds.dataset_kind(config.data.name)
+    with tempfile.TemporaryDirectory() as workdir:
+        if kind == "views":
+            dataset = pipeline.train_batches(
+                _view_source(config, args, rng, workdir),
+                num_views=views,
+                global_batch_size=args.batch,
+                latent_type=config.data.latent_type,
+                seed=config.seed,
+                image_size=config.data.image_size,
+                mean=config.data.mean,
+                std=config.data.std,
+                process_index=0,
+                process_count=1,
+            )
+            batches = _one_core(dataset).as_numpy_iterator()
+        elif recipe == "imagenet":
+            batches = _imagenet_batches(config, args, rng)
+        else:
+            side = config.data.saccades.source_size if kind == "saccade" else config.data.image_size
+            images = rng.integers(0, 256, (4 * args.batch, side, side, 3), dtype=np.uint8)
+            arrays = ImageArrays(images, np.zeros(4 * args.batch, np.int32), f"random/{recipe}")
+            batches = image_pipeline.train_image_batches(
+                arrays, global_batch_size=args.batch, seed=config.seed
+            )
+        times = _time_steps(lambda step: next(batches), args.steps)
+    record = _pipeline_record(f"host_{recipe}", args, views, 0.0, times)
+    record.update(image_size=None, out_size=config.data.image_size, host_cores=1)
+    return record
+
+
 MEASUREMENTS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "augment": measure_augment,
     "cifar100_pipeline": lambda args: measure_recipe_pipeline(args, "cifar100"),
     "stl10_pipeline": lambda args: measure_recipe_pipeline(args, "stl10"),
+    **{
+        f"host_{recipe}": (lambda args, recipe=recipe: measure_host(args, recipe))
+        for recipe in HOST_RECIPES
+    },
 }
 """Input stages this script can time."""
 

@@ -64,15 +64,46 @@ def embedding_spread(z: jax.Array) -> jax.Array:
     return jnp.mean(jnp.std(z, axis=0)) * jnp.sqrt(z.shape[-1])
 
 
+def gram_eigenvalues(gram: jax.Array) -> jax.Array:
+    """Eigenvalues of a symmetric matrix; on TPU by XLA's Jacobi eigensolver.
+
+    JAX's TPU default (QDWH spectral divide and conquer) unrolls into thousands of HLO
+    instructions and hundreds of float32 matmuls for a 512 x 512 matrix, which the TPU planner
+    (`python -m seqjepa_jax.aot`, docs/accelerators.md) found in every step; the Jacobi solver is
+    one compact loop. CPU and GPU keep `eigvalsh` (the Jacobi option is TPU/GPU only).
+    """
+    return jax.lax.platform_dependent(
+        gram,
+        tpu=lambda g: jax.lax.linalg.eigh(
+            g, implementation=jax.lax.linalg.EighImplementation.JACOBI
+        )[1],
+        default=jnp.linalg.eigvalsh,
+    )
+
+
 def effective_rank(z: jax.Array) -> jax.Array:
     """Effective rank of a batch of embeddings (Roy & Vetterli, 2007): exp of the entropy of the
     normalised singular values of the centred (N, D) batch.
 
     Between 1 (every embedding on one line: dimensional collapse) and min(N, D); the RankMe
     diagnostic of self-supervised learning. Computed in float32 on the global batch.
+
+    The singular values come from the eigenvalues of the (D, D) Gram matrix Zᵀ Z (s² = λ), not
+    from an SVD of the batch: the batch is sharded over devices, and XLA:TPU partitions an SVD of
+    it into an iterative QDWH loop with all-gathers and collective-permutes in every iteration
+    (found by `python -m seqjepa_jax.aot`, docs/accelerators.md), whereas Zᵀ Z is one (D, D)
+    all-reduce and its eigenvalues are computed on every device. Eigenvalues below the numerical
+    noise of the Gram matrix (D · eps · λ_max, numpy's `matrix_rank` tolerance for the D x D
+    Gram) count as zero: singular values under about 1e-2 of the largest are not resolved, which
+    lowers the rank of a spectrum decaying as exp(-i / 20) by 4.4 % and leaves collapse (rank 1)
+    exactly 1 (tests/test_train_step.py).
     """
     z = z.astype(jnp.float32)
-    singular = jnp.linalg.svd(z - z.mean(axis=0), compute_uv=False)
+    centred = z - z.mean(axis=0)
+    gram = jnp.matmul(centred.T, centred, precision=jax.lax.Precision.HIGHEST)
+    eigenvalues = gram_eigenvalues(gram)
+    floor = gram.shape[0] * jnp.finfo(jnp.float32).eps * jnp.max(eigenvalues)
+    singular = jnp.sqrt(jnp.where(eigenvalues > floor, eigenvalues, 0.0))
     p = singular / jnp.maximum(jnp.sum(singular), 1e-12) + 1e-12
     return jnp.exp(-jnp.sum(p * jnp.log(p)))
 
