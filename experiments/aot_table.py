@@ -232,7 +232,14 @@ def input_table(records: list[dict], host_path: str) -> str:
         "cores per chip needed | vCPUs per chip |",
         "|---|---|---|---|---|---|",
     ]
-    for r in records:
+
+    def order(r: dict) -> tuple[int, int]:
+        recipe = (
+            RECIPE_ORDER.index(r["recipe"]) if r["recipe"] in RECIPE_ORDER else len(RECIPE_ORDER)
+        )
+        return recipe, list(SLICES).index(r["topology"]) if r["topology"] in SLICES else len(SLICES)
+
+    for r in sorted(records, key=order):
         if r["dtype"] != "bfloat16" or r["recipe"] not in host or not r.get("fits"):
             continue
         need = r["images_per_second_per_chip"] / host[r["recipe"]]
