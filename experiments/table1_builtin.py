@@ -215,6 +215,11 @@ def _mean(summary: dict, names: Sequence[str], key: str) -> tuple[float, float, 
     return float(np.mean(means)), max(summary[n][key][1] for n in present), present
 
 
+def provisional(seeds: int) -> str:
+    """The qualifier of a verdict resting on rows with fewer than two seeds."""
+    return f", provisionally ({seeds} seed)" if seeds < 2 else ""
+
+
 def claims(summary: dict) -> list[str]:
     """The paper's three claims (issue 19 §4) checked on the summary, each stated either way."""
     out = []
@@ -229,6 +234,8 @@ def claims(summary: dict) -> list[str]:
         )
         if seq and best:
             verdict = "holds" if seq[0] >= best[0] else "does not hold"
+            seeds = min(seq[2], summary[best[1]]["encoder_accuracy"][2])
+            verdict += provisional(seeds)
             out.append(
                 f"(a) seq-JEPA's aggregate top-1 (M_val = 3) is at least that of the invariant "
                 f"baselines: {verdict} ({seq[0]:.1f} ± {seq[1]:.1f} % vs the best, {best[1]}, "
@@ -246,6 +253,8 @@ def claims(summary: dict) -> list[str]:
                 gain = better * (on[0] - off[0])
                 spread = max(on[1], off[1])
                 verdict = "holds" if gain > 2 * spread else "does not hold"
+                if min(on[2], off[2]) < 2:  # no seed spread yet: nothing to compare the gain with
+                    verdict = f"undecided, {min(on[2], off[2])} seed (a spread needs 2 or more)"
                 out.append(
                     f"(b) action conditioning raises seq-JEPA's rotation readout ({metric}) by "
                     f"more than twice the seed spread: {verdict} (on {on[0]:.3f} ± {on[1]:.3f}, "
@@ -259,6 +268,7 @@ def claims(summary: dict) -> list[str]:
             worst_eq = min(better * summary[n][metric][0] for n in eq_rows)
             best_inv = max(better * summary[n][metric][0] for n in inv_rows)
             verdict = "holds" if worst_eq > best_inv else "does not hold"
+            verdict += provisional(min(summary[n][metric][2] for n in eq_rows + inv_rows))
             out.append(
                 f"(c) every equivariant method ({', '.join(eq_rows)}) reads rotation better than "
                 f"every invariant one ({', '.join(inv_rows)}) on {metric}: {verdict} (equivariant "
