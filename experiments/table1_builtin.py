@@ -20,7 +20,10 @@ and the paper's three claims checked with these numbers), `table1_builtin.jsonl`
 row with its seed spread, as the paper's summary figure).
 
 Resumable: a (row, seed) already in the ledger is never recomputed; an interrupted run resumes
-from its last checkpoint in `<workdir>/<row>/seed<seed>` (the main job's automatic resume).
+from its last checkpoint in `<workdir>/<row>/seed<seed>` (the main job's automatic resume). A new
+workdir starts from the ledger in `--output_dir` (the committed results), so the command above
+continues the study on any machine. Rows run seed-major: every row's first seed, then the second
+seeds, then the third.
 """
 
 from __future__ import annotations
@@ -339,6 +342,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     os.makedirs(args.workdir, exist_ok=True)
     ledger_path = os.path.join(args.workdir, LEDGER)
     ledger = read_ledger(ledger_path)
+    if not ledger and args.output_dir:  # a fresh workdir continues the committed ledger
+        ledger = read_ledger(os.path.join(args.output_dir, LEDGER))
+        with open(ledger_path, "w") as f:
+            f.writelines(json.dumps(line) + "\n" for line in ledger)
     done = {(line["row"], line["seed"]) for line in ledger}
     # Seed-major: the first pass gives every row one seed, so an interrupted table already compares
     # every method; later passes add the seed spreads.

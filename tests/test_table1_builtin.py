@@ -83,3 +83,9 @@ def test_tiny_table_is_written_and_resumes_without_recomputing(table, tmp_path, 
 
     monkeypatch.setattr(table, "run_one", forbidden)
     assert table.main(argv) == ledger
+    # A fresh workdir (another machine) continues from the ledger in --output_dir.
+    fresh = [arg.replace(str(work), str(tmp_path / "elsewhere")) for arg in argv]
+    assert table.main(fresh) == ledger
+    assert (tmp_path / "elsewhere" / "table1_builtin.jsonl").read_text() == (
+        out / "table1_builtin.jsonl"
+    ).read_text()
