@@ -114,10 +114,9 @@ def random_init_scores(config) -> dict[str, float]:  # noqa: ANN001
     """The probes of the end-of-run report on an untrained model of `config` (seed = its seed)."""
     import jax
 
-    from seqjepa_jax import methods, train
+    from seqjepa_jax import train
     from seqjepa_jax.config_checks import validate_config
     from seqjepa_jax.evaluation import features as features_lib
-    from seqjepa_jax.evaluation import scoring
 
     mesh = train.make_mesh()
     validate_config(config, device_count=mesh.devices.size, process_count=jax.process_count())
@@ -125,14 +124,8 @@ def random_init_scores(config) -> dict[str, float]:  # noqa: ANN001
     model, probes = train.build_model(config)
     optimizer = train.build_optimizer(config.train.optimizer, lambda count: 0.0)
     state = train.create_state(config, model, probes, optimizer, mesh)
-    feature_fn = features_lib.make_feature_fn(
-        model, probes, methods.aggregate_m_values(config), config.train.seq_len
-    )
-    scores, _ = scoring.score_state(
-        config, feature_fn, state, data, knn_k=config.eval.knn_k, online=False,
-        path_integration=False,
-    )  # fmt: skip
-    return scores
+    feature_fn = features_lib.config_feature_fn(config, model, probes)
+    return train.final_report(config, feature_fn, {"random_init": state}, data)["random_init"]
 
 
 def run_one(row: Row, seed: int, args: argparse.Namespace) -> dict:

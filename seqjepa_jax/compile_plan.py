@@ -297,9 +297,7 @@ def compile_programs(
     if inputs.view_fns is not None:
         results["view_maker"] = _compile(inputs.view_fns[0], inputs.raw_batches[0])
     if with_eval:
-        feature_fn = features_lib.make_feature_fn(
-            model, probes, methods.aggregate_m_values(config), config.train.seq_len
-        )
+        feature_fn = features_lib.config_feature_fn(config, model, probes)
         args = (inputs.state.params, inputs.state.batch_stats, inputs.eval_batch)
         if inputs.view_fns is not None:
             results["eval_view_maker"] = _compile(inputs.view_fns[1], inputs.raw_batches[1])

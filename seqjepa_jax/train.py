@@ -294,9 +294,7 @@ def _train_and_evaluate(
     if config.train.on_nonfinite == "skip":
         train_step = faults.skip_nonfinite_updates(train_step)
     step_fn = jit_train_step(train_step, mesh)
-    feature_fn = features_lib.make_feature_fn(
-        model, probes, methods.aggregate_m_values(config), config.train.seq_len
-    )
+    feature_fn = features_lib.config_feature_fn(config, model, probes)
     writer = metric_writers.create_default_writer(
         workdir, just_logging=jax.process_index() > 0, asynchronous=True
     )

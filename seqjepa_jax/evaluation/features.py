@@ -27,10 +27,33 @@ from collections.abc import Iterable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
 from seqjepa_jax.models.heads import OnlineProbes
+
+
+def config_feature_fn(  # noqa: ANN201
+    config: ml_collections.ConfigDict,
+    model: nn.Module,
+    probes: OnlineProbes,
+    *,
+    bn_train_mode: bool = False,
+):
+    """`make_feature_fn` for the run `config` describes: the aggregate sizes of its method
+    (`methods.aggregate_m_values`: M_val for seq-JEPA, none for the baselines) and its M_tr. The
+    one place the main job, the evaluation program, the TPU planner and the Table 1 study build it.
+    """
+    from seqjepa_jax import methods
+
+    return make_feature_fn(
+        model,
+        probes,
+        methods.aggregate_m_values(config),
+        config.train.seq_len,
+        bn_train_mode=bn_train_mode,
+    )
 
 
 def make_feature_fn(  # noqa: ANN201

@@ -179,12 +179,8 @@ def evaluate_checkpoint(
     step = restore.choose_step(workdir, options.step)
     model, probes, state, initial = load_states(config, workdir, step, mesh)
     data = build_data(config, mesh, ood=config.eval.ood)
-    feature_fn = features_lib.make_feature_fn(
-        model,
-        probes,
-        methods.aggregate_m_values(config),
-        config.train.seq_len,
-        bn_train_mode=options.official_bn_train_mode,
+    feature_fn = features_lib.config_feature_fn(
+        config, model, probes, bn_train_mode=options.official_bn_train_mode
     )
     states = {"trained": state}
     compare = options.compare_random_init
