@@ -39,6 +39,23 @@ def token_width(model: ml_collections.ConfigDict, action_dim: int) -> int:
     return embedding + action_dim + (-(embedding + action_dim) % model.num_heads)
 
 
+def knn_training_points(config: ml_collections.ConfigDict) -> tuple[int | None, str]:
+    """(most training points the k-NN probe can have, what sets that number); None = unknown.
+
+    The probes fit on at most `config.eval.max_train_objects` training objects (0 = all); for the
+    built-in data the split size is in the config too, so a k above it is refused at start-up
+    rather than after training. Real datasets' sizes are known only once their files are listed.
+    """
+    cap = int(config.eval.max_train_objects)
+    limits = [(cap, f"config.eval.max_train_objects={cap}")] if cap else []
+    if config.data.name == "procedural":
+        size = int(config.data.procedural.num_train_objects)
+        limits.append((size, f"config.data.procedural.num_train_objects={size}"))
+    if not limits:
+        return None, ""
+    return min(limits)
+
+
 def check_run_control_fields(config: ml_collections.ConfigDict, check: Callable) -> None:
     """Checkpointing, logging and fault-handling fields (issue 7; `faults.py`)."""
     train, data = config.train, config.data
@@ -166,12 +183,12 @@ def validate_config(
         f"config.eval.batch_size={evaluation.batch_size} is not a positive multiple of the "
         f"{device_count} devices.",
     )
+    knn_points, knn_limit = knn_training_points(config)
     check(
-        evaluation.knn_k >= 1
-        and (not evaluation.max_train_objects or evaluation.knn_k <= evaluation.max_train_objects),
-        f"config.eval.knn_k={evaluation.knn_k} must lie in [1, config.eval.max_train_objects="
-        f"{evaluation.max_train_objects}]: the k-NN probe has at most that many training points; "
-        "lower knn_k or raise max_train_objects.",
+        evaluation.knn_k >= 1 and (knn_points is None or evaluation.knn_k <= knn_points),
+        f"config.eval.knn_k={evaluation.knn_k} must lie in [1, {knn_points}]: the k-NN probe "
+        f"fits on at most {knn_points} training points (set by {knn_limit}); lower knn_k or "
+        "raise that field.",
     )
     if action_dim is not None and config.method == "seqjepa":
         width = token_width(model, action_dim)

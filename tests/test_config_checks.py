@@ -32,7 +32,8 @@ CASES = [
     ("train.weight_decay", 0.1, "with optimizer 'adam'"),
     ("model.compute_dtype", "fp8", "config.model.compute_dtype='fp8'"),
     ("train.ema_tau_base", 1.5, "config.train.ema_tau_base=1.5"),
-    ("eval.knn_k", 1201, "config.eval.knn_k=1201 must lie in [1, config.eval.max_train_objects="),
+    ("eval.knn_k", 49, "config.eval.knn_k=49 must lie in [1, 48]"),
+    ("eval.knn_k", 49, "(set by config.data.procedural.num_train_objects=48)"),
     ("eval.knn_k", 0, "config.eval.knn_k=0 must lie in [1,"),
 ]
 
@@ -43,6 +44,15 @@ def test_each_bad_field_is_named(field, value, message):
     with pytest.raises(ValueError) as error:
         validate_config(config, device_count=4)
     assert message in str(error.value)
+
+
+def test_knn_k_is_checked_against_the_smaller_of_cap_and_split():
+    config = set_field(default(), "eval.max_train_objects", 10)
+    set_field(config, "eval.knn_k", 11)
+    with pytest.raises(ValueError, match=r"\[1, 10\].*config.eval.max_train_objects=10"):
+        validate_config(config, device_count=4)
+    set_field(config, "eval.knn_k", 10)
+    validate_config(config, device_count=4)
 
 
 def test_all_problems_are_reported_together():

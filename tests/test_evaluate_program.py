@@ -106,6 +106,9 @@ def test_m_val_beyond_the_views_per_object_fails_before_anything_runs(trained, n
     assert program.resolve_m_val(config, None) == tuple(range(1, 8))  # default 1..8, capped
     with pytest.raises(ValueError, match=">= 1"):
         program.resolve_m_val(config, (0, 2))
+    for knn_k in (0, 10_000):  # --knn_k meets config.eval.knn_k's start-up check
+        with pytest.raises(ValueError, match=rf"config.eval.knn_k={knn_k} must lie in \[1, "):
+            program.evaluate_checkpoint(config, workdir, program.EvalOptions(knn_k=knn_k))
     image_config = load_config("default", "tiny")
     image_config.data.name, image_config.data.latent_type = "stl10", "saccade"
     assert program.resolve_m_val(image_config, None) == tuple(range(1, 9))

@@ -164,11 +164,11 @@ def evaluate_checkpoint(
         config.eval.ood = bool(options.ood)
     m_val = resolve_m_val(config, options.m_val)
     config = evaluation_config(config, m_val)
+    if options.knn_k is not None:  # --knn_k overrides config.eval.knn_k and meets its checks
+        config.eval.knn_k = int(options.knn_k)
     mesh = make_mesh()
     validate_config(config, device_count=mesh.devices.size, process_count=jax.process_count())
-    knn_k = config.eval.knn_k if options.knn_k is None else options.knn_k
-    if knn_k < 1:
-        raise ValueError(f"--knn_k={knn_k} must be >= 1.")
+    knn_k = int(config.eval.knn_k)
     other_runs = []
     if options.heatmap_runs:  # read now: a wrong path must not cost a whole evaluation
         from seqjepa_jax.evaluation import plots
