@@ -158,7 +158,11 @@ def read_ledger(path: str) -> list[dict]:
 
 
 def summarise(ledger: Sequence[dict]) -> dict[str, dict[str, tuple[float, float, int]]]:
-    """{row: {key: (mean, std over seeds, seed count)}} for every column key and floor."""
+    """{row: {key: (mean, std over seeds, seed count)}} for every column key and floor.
+
+    The std is the sample std (ddof = 1; 0 for one seed): with two or three seeds the population
+    std would understate the spread that claims (a) to (c) weigh differences against.
+    """
     summary: dict[str, dict[str, tuple[float, float, int]]] = {}
     for row in ROWS:
         lines = [line for line in ledger if line["row"] == row.name]
@@ -169,7 +173,8 @@ def summarise(ledger: Sequence[dict]) -> dict[str, dict[str, tuple[float, float,
             for key, value in {**line["probes"], "wall_minutes": line["wall_minutes"]}.items():
                 values.setdefault(key, []).append(float(value))
         summary[row.name] = {
-            key: (float(np.mean(v)), float(np.std(v)), len(v)) for key, v in values.items()
+            key: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
+            for key, v in values.items()
         }
     return summary
 
@@ -202,18 +207,20 @@ def table_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _mean(summary: dict, names: Sequence[str], key: str) -> tuple[float, float, list[str]]:
-    """(mean of the rows' means, largest seed std, the rows present) over `names`."""
-    present = [n for n in names if n in summary and key in summary[n]]
-    if not present:
-        return float("nan"), float("nan"), []
-    means = [summary[n][key][0] for n in present]
-    return float(np.mean(means)), max(summary[n][key][1] for n in present), present
+def verdict(gain: float, spread: float, seeds: int) -> str:
+    """A claim's verdict from the gain it predicts (positive = as claimed) and the seed spread.
 
-
-def provisional(seeds: int) -> str:
-    """The qualifier of a verdict resting on rows with fewer than two seeds."""
-    return f", provisionally ({seeds} seed)" if seeds < 2 else ""
+    Two seeds or more: "holds" when the gain exceeds twice the larger seed std of the rows
+    compared, "does not hold" when the opposite difference does, and a tie otherwise. One seed:
+    the sign of the gain only, marked provisional.
+    """
+    if seeds < 2:
+        return ("holds" if gain > 0 else "does not hold") + f", provisionally ({seeds} seed)"
+    if gain > 2 * spread:
+        return "holds"
+    if -gain > 2 * spread:
+        return "does not hold"
+    return "a tie within twice the seed spread (neither shown)"
 
 
 def claims(summary: dict) -> list[str]:
@@ -221,54 +228,55 @@ def claims(summary: dict) -> list[str]:
     out = []
     invariant = [row.name for row in ROWS if row.family == "invariant"]
     equivariant = [row.name for row in ROWS if row.family == "equivariant"]
-    if "seqjepa" in summary:
-        seq = summary["seqjepa"].get("agg_m3_accuracy")
-        best = (
-            max((summary[n]["encoder_accuracy"][0], n) for n in invariant if n in summary)
-            if any(n in summary for n in invariant)
-            else None
+    seq = summary.get("seqjepa", {}).get("agg_m3_accuracy")
+    baselines = [n for n in invariant if "encoder_accuracy" in summary.get(n, {})]
+    if seq and baselines:
+        best = max(baselines, key=lambda n: summary[n]["encoder_accuracy"][0])
+        mean, std, seeds = summary[best]["encoder_accuracy"]
+        out.append(
+            f"(a) seq-JEPA's aggregate top-1 (M_val = 3) is at least that of the invariant "
+            f"baselines: {verdict(seq[0] - mean, max(seq[1], std), min(seq[2], seeds))} "
+            f"({seq[0]:.1f} ± {seq[1]:.1f} % vs the best, {best}, {mean:.1f} ± {std:.1f} %)."
         )
-        if seq and best:
-            verdict = "holds" if seq[0] >= best[0] else "does not hold"
-            seeds = min(seq[2], summary[best[1]]["encoder_accuracy"][2])
-            verdict += provisional(seeds)
-            out.append(
-                f"(a) seq-JEPA's aggregate top-1 (M_val = 3) is at least that of the invariant "
-                f"baselines: {verdict} ({seq[0]:.1f} ± {seq[1]:.1f} % vs the best, {best[1]}, "
-                f"{best[0]:.1f} %)."
-            )
-    key = f"{ROTATION}_r2_uniform"
     for metric, better in (
-        (key, 1),
+        (f"{ROTATION}_r2_uniform", 1),
         (f"{ROTATION}_r2_pooled", 1),
         (f"{ROTATION}_geodesic_deg", -1),
     ):
-        if "seqjepa" in summary and "seqjepa_no_act" in summary:
-            on, off = summary["seqjepa"].get(metric), summary["seqjepa_no_act"].get(metric)
-            if on and off:
-                gain = better * (on[0] - off[0])
-                spread = max(on[1], off[1])
-                verdict = "holds" if gain > 2 * spread else "does not hold"
-                if min(on[2], off[2]) < 2:  # no seed spread yet: nothing to compare the gain with
-                    verdict = f"undecided, {min(on[2], off[2])} seed (a spread needs 2 or more)"
-                out.append(
-                    f"(b) action conditioning raises seq-JEPA's rotation readout ({metric}) by "
-                    f"more than twice the seed spread: {verdict} (on {on[0]:.3f} ± {on[1]:.3f}, "
-                    f"off {off[0]:.3f} ± {off[1]:.3f}; gain {gain:.3f}, 2 × spread "
-                    f"{2 * spread:.3f})."
-                )
-    for metric, better in ((key, 1), (f"{ROTATION}_geodesic_deg", -1)):
-        eq_mean, _, eq_rows = _mean(summary, equivariant, metric)
-        inv_mean, _, inv_rows = _mean(summary, invariant, metric)
+        on = summary.get("seqjepa", {}).get(metric)
+        off = summary.get("seqjepa_no_act", {}).get(metric)
+        if on and off:
+            gain = better * (on[0] - off[0])
+            spread = max(on[1], off[1])
+            found = verdict(gain, spread, min(on[2], off[2]))
+            if min(on[2], off[2]) < 2:  # no seed spread yet: nothing to compare the gain with
+                found = f"undecided, {min(on[2], off[2])} seed (a spread needs 2 or more)"
+            out.append(
+                f"(b) action conditioning raises seq-JEPA's rotation readout ({metric}) by "
+                f"more than twice the seed spread: {found} (on {on[0]:.3f} ± {on[1]:.3f}, "
+                f"off {off[0]:.3f} ± {off[1]:.3f}; gain {gain:.3f}, 2 × spread "
+                f"{2 * spread:.3f})."
+            )
+    for metric, better in ((f"{ROTATION}_r2_uniform", 1), (f"{ROTATION}_geodesic_deg", -1)):
+        eq_rows = [n for n in equivariant if metric in summary.get(n, {})]
+        inv_rows = [n for n in invariant if metric in summary.get(n, {})]
         if eq_rows and inv_rows:
-            worst_eq = min(better * summary[n][metric][0] for n in eq_rows)
-            best_inv = max(better * summary[n][metric][0] for n in inv_rows)
-            verdict = "holds" if worst_eq > best_inv else "does not hold"
-            verdict += provisional(min(summary[n][metric][2] for n in eq_rows + inv_rows))
+            rows = eq_rows + inv_rows
+            worst_eq = min(eq_rows, key=lambda n: better * summary[n][metric][0])
+            best_inv = max(inv_rows, key=lambda n: better * summary[n][metric][0])
+            gain = better * (summary[worst_eq][metric][0] - summary[best_inv][metric][0])
+            found = verdict(
+                gain,
+                max(summary[worst_eq][metric][1], summary[best_inv][metric][1]),
+                min(summary[n][metric][2] for n in rows),
+            )
             out.append(
                 f"(c) every equivariant method ({', '.join(eq_rows)}) reads rotation better than "
-                f"every invariant one ({', '.join(inv_rows)}) on {metric}: {verdict} (equivariant "
-                f"mean {eq_mean:.3f}, invariant mean {inv_mean:.3f})."
+                f"every invariant one ({', '.join(inv_rows)}) on {metric}: {found} (equivariant "
+                f"mean {np.mean([summary[n][metric][0] for n in eq_rows]):.3f}, invariant mean "
+                f"{np.mean([summary[n][metric][0] for n in inv_rows]):.3f}; weakest equivariant "
+                f"{worst_eq} {summary[worst_eq][metric][0]:.3f}, strongest invariant {best_inv} "
+                f"{summary[best_inv][metric][0]:.3f})."
             )
     return out
 
