@@ -161,7 +161,8 @@ def summarise(ledger: Sequence[dict]) -> dict[str, dict[str, tuple[float, float,
     """{row: {key: (mean, std over seeds, seed count)}} for every column key and floor.
 
     The std is the sample std (ddof = 1; 0 for one seed): with two or three seeds the population
-    std would understate the spread that claims (a) to (c) weigh differences against.
+    std would understate the spread that claims (a) to (c) weigh differences against. A null
+    ledger value (a wall time lost when a run was resumed in a later session) is left out.
     """
     summary: dict[str, dict[str, tuple[float, float, int]]] = {}
     for row in ROWS:
@@ -171,7 +172,8 @@ def summarise(ledger: Sequence[dict]) -> dict[str, dict[str, tuple[float, float,
         values: dict[str, list[float]] = {}
         for line in lines:
             for key, value in {**line["probes"], "wall_minutes": line["wall_minutes"]}.items():
-                values.setdefault(key, []).append(float(value))
+                if value is not None:  # null: not known (a run finished across sessions)
+                    values.setdefault(key, []).append(float(value))
         summary[row.name] = {
             key: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
             for key, v in values.items()

@@ -34,6 +34,8 @@ def test_summary_is_the_mean_and_std_over_seeds_and_claims_are_checked(table):
     assert summary["seqjepa"]["agg_m3_accuracy"] == pytest.approx((91.0, 2**0.5, 2))
     assert summary["seqjepa"]["wall_minutes"] == (5.0, 0.0, 2)
     assert summary["simclr"]["encoder_accuracy"] == (93.0, 0.0, 1)
+    unknown_wall = table.summarise([*ledger, {**line("simclr", 43), "wall_minutes": None}])
+    assert unknown_wall["simclr"]["wall_minutes"] == (5.0, 0.0, 1)
     text = "\n".join(table.claims(summary))
     # (a) 91 % < SimCLR's 93 % on one SimCLR seed: provisional. (b) R² gain 0.11 > 2 × 0.028;
     # geodesic gain 1.0° < 2 × 1.41°: a tie. (c) SIE and seq-JEPA beat SimCLR on both.
