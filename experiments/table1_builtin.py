@@ -130,23 +130,30 @@ def random_init_scores(config) -> dict[str, float]:  # noqa: ANN001
 
 def run_one(row: Row, seed: int, args: argparse.Namespace) -> dict:
     """Trains and scores one (row, seed); returns its ledger line."""
-    from seqjepa_jax import train
+    from seqjepa_jax import checkpointing, train
 
     config = row_config(row, seed, args)
     started = time.time()
+    resumed_from = 0
     if row.train:
         workdir = os.path.join(args.workdir, row.name, f"seed{seed}")
+        checkpoints = checkpointing.checkpoint_dir(workdir)
+        if os.path.isdir(checkpoints):
+            resumed_from = max(checkpointing.saved_steps(checkpoints), default=0)
         results = train.train_and_evaluate(config, workdir)
         scores, train_seconds = results["probes"]["trained"], results["train_seconds_this_run"]
     else:
         scores, train_seconds = random_init_scores(config), 0.0
-    return {
+    line = {
         "row": row.name,
         "seed": seed,
         "wall_minutes": round((time.time() - started) / 60, 2),
         "train_minutes": round(train_seconds / 60, 2),
         "probes": scores,
     }
+    if resumed_from:  # the interrupted part took an unknown time: no wall time, not a wrong one
+        line.update(wall_minutes=None, resumed_from_step=resumed_from)
+    return line
 
 
 def read_ledger(path: str) -> list[dict]:

@@ -117,6 +117,18 @@ def test_tiny_table_is_written_and_resumes_without_recomputing(table, tmp_path, 
 
     monkeypatch.setattr(table, "run_one", forbidden)
     assert table.main(argv) == ledger
+    # A row interrupted after its checkpoints were written resumes from them, and its ledger line
+    # says so instead of a wall time that would only count the resumed part.
+    monkeypatch.undo()
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+    (work / "table1_builtin.jsonl").write_text(
+        "".join(json.dumps(entry) + "\n" for entry in ledger if entry["row"] != "simclr")
+    )
+    first_simclr = ledger[1]
+    ledger = table.main(argv)
+    resumed = next(entry for entry in ledger if entry["row"] == "simclr")
+    assert resumed["wall_minutes"] is None and resumed["resumed_from_step"] > 0
+    assert resumed["probes"] == first_simclr["probes"]  # the same checkpoint, the same probes
     # A fresh workdir (another machine) continues from the ledger in --output_dir.
     fresh = [arg.replace(str(work), str(tmp_path / "elsewhere")) for arg in argv]
     assert table.main(fresh) == ledger
