@@ -20,7 +20,8 @@ and the paper's three claims checked with these numbers), `table1_builtin.jsonl`
 row with its seed spread, as the paper's summary figure).
 
 Resumable: a (row, seed) already in the ledger is never recomputed; an interrupted run resumes
-from its last checkpoint in `<workdir>/<row>/seed<seed>` (the main job's automatic resume). A new
+from its last checkpoint in `<workdir>/<row>/seed<seed>` (the main job's automatic resume; its
+ledger line then names `resumed_from_step` and leaves the wall time out). A new
 workdir starts from the ledger in `--output_dir` (the committed results), so the command above
 continues the study on any machine. Rows run seed-major: every row's first seed, then the second
 seeds, then the third.
