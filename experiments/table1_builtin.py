@@ -131,18 +131,16 @@ def random_init_scores(config) -> dict[str, float]:  # noqa: ANN001
 
 def run_one(row: Row, seed: int, args: argparse.Namespace) -> dict:
     """Trains and scores one (row, seed); returns its ledger line."""
-    from seqjepa_jax import checkpointing, train
+    from seqjepa_jax import train
 
     config = row_config(row, seed, args)
     started = time.time()
     resumed_from = 0
     if row.train:
         workdir = os.path.join(args.workdir, row.name, f"seed{seed}")
-        checkpoints = checkpointing.checkpoint_dir(workdir)
-        if os.path.isdir(checkpoints):
-            resumed_from = max(checkpointing.saved_steps(checkpoints), default=0)
         results = train.train_and_evaluate(config, workdir)
         scores, train_seconds = results["probes"]["trained"], results["train_seconds_this_run"]
+        resumed_from = results["step"] - results["steps_trained_this_run"]
     else:
         scores, train_seconds = random_init_scores(config), 0.0
     line = {
@@ -258,9 +256,12 @@ def claims(summary: dict) -> list[str]:
         if on and off:
             gain = better * (on[0] - off[0])
             spread = max(on[1], off[1])
-            found = verdict(gain, spread, min(on[2], off[2]))
-            if min(on[2], off[2]) < 2:  # no seed spread yet: nothing to compare the gain with
-                found = f"undecided, {min(on[2], off[2])} seed (a spread needs 2 or more)"
+            seeds = min(on[2], off[2])
+            found = (  # one seed has no spread to compare the gain with
+                verdict(gain, spread, seeds)
+                if seeds >= 2
+                else f"undecided, {seeds} seed (a spread needs 2 or more)"
+            )
             out.append(
                 f"(b) action conditioning raises seq-JEPA's rotation readout ({metric}) by "
                 f"more than twice the seed spread: {found} (on {on[0]:.3f} ± {on[1]:.3f}, "
