@@ -25,6 +25,12 @@ ledger line then names `resumed_from_step` and leaves the wall time out). A new
 workdir starts from the ledger in `--output_dir` (the committed results), so the command above
 continues the study on any machine. Rows run seed-major: every row's first seed, then the second
 seeds, then the third.
+
+One probe protocol per table: every ledger line names the `feature_scaling` of its probes
+(`config.eval.feature_scaling`; a line without it predates the field and used "per_feature").
+A run with another `--feature_scaling` than the ledger's refuses to mix them; `--rescore` scores
+those lines again from their final checkpoints (no training; wall and train times kept, the
+random-init rows recomputed), one line at a time, so it resumes too.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ SEEDS = (42, 43, 44)
 M_VAL = (1, 3, 5)
 PROBE_SEEDS = (0, 1, 2)
 LEDGER = "table1_builtin.jsonl"
+LEGACY_FEATURE_SCALING = "per_feature"  # ledger lines written before the field existed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +109,7 @@ def row_config(row: Row, seed: int, args: argparse.Namespace):  # noqa: ANN201
     config.seed = seed
     config.eval.m_val = M_VAL if args.variant != "tiny" else (1, 3)
     config.eval.probe_seeds = PROBE_SEEDS
+    config.eval.feature_scaling = args.feature_scaling
     config.eval.compare_random_init = False
     config.train.progress_bar = False
     if args.epochs:
@@ -148,11 +156,60 @@ def run_one(row: Row, seed: int, args: argparse.Namespace) -> dict:
         "seed": seed,
         "wall_minutes": round((time.time() - started) / 60, 2),
         "train_minutes": round(train_seconds / 60, 2),
+        "feature_scaling": config.eval.feature_scaling,
         "probes": scores,
     }
     if resumed_from:  # the interrupted part took an unknown time: no wall time, not a wrong one
         line.update(wall_minutes=None, resumed_from_step=resumed_from)
     return line
+
+
+def feature_scaling_of(line: dict) -> str:
+    """The probe feature scaling a ledger line was scored with (module docstring)."""
+    return line.get("feature_scaling", LEGACY_FEATURE_SCALING)
+
+
+def write_ledger(ledger: Sequence[dict], path: str) -> None:
+    """Replaces the ledger file atomically: an interrupted rewrite leaves the old one whole."""
+    with open(path + ".tmp", "w") as f:
+        f.writelines(json.dumps(line) + "\n" for line in ledger)
+    os.replace(path + ".tmp", path)
+
+
+def rescore(ledger: list[dict], args: argparse.Namespace, ledger_path: str) -> list[dict]:
+    """Scores every selected ledger line of another feature scaling again with
+    `args.feature_scaling`, from its finished workdir (module docstring); returns the ledger.
+
+    Every missing workdir is named before any scoring starts: those lines need their training
+    again (delete them from the ledger and rerun without `--rescore`).
+    """
+    rows = {row.name: row for row in ROWS}
+    stale = [
+        index
+        for index, line in enumerate(ledger)
+        if feature_scaling_of(line) != args.feature_scaling
+        and (not args.only or line["row"] in args.only.split(","))
+    ]
+    workdirs = {
+        index: os.path.join(args.workdir, ledger[index]["row"], f"seed{ledger[index]['seed']}")
+        for index in stale
+        if rows[ledger[index]["row"]].train
+    }
+    missing = [w for w in workdirs.values() if not os.path.isdir(os.path.join(w, "checkpoints"))]
+    if missing:
+        raise SystemExit(
+            f"--rescore needs the finished runs' checkpoints, and {len(missing)} are missing: "
+            f"{', '.join(missing)}. Point --workdir at the workdir that trained them, or delete "
+            "those lines from the ledger and rerun without --rescore to train them again."
+        )
+    for index in stale:
+        old = ledger[index]
+        fresh = run_one(rows[old["row"]], old["seed"], args)
+        ledger[index] = {**old, "feature_scaling": fresh["feature_scaling"]}
+        ledger[index]["probes"] = fresh["probes"]
+        write_ledger(ledger, ledger_path)
+        print(f"{old['row']} seed {old['seed']}: rescored ({args.feature_scaling})", flush=True)
+    return ledger
 
 
 def read_ledger(path: str) -> list[dict]:
@@ -326,8 +383,7 @@ def write_outputs(ledger: Sequence[dict], output_dir: str, equivariance_key: str
     text += "".join(f"- {claim}\n" for claim in claims(summary))
     with open(os.path.join(output_dir, "table1_builtin.md"), "w") as f:
         f.write(text)
-    with open(os.path.join(output_dir, LEDGER), "w") as f:
-        f.writelines(json.dumps(line) + "\n" for line in ledger)
+    write_ledger(ledger, os.path.join(output_dir, LEDGER))
     summary_figure(summary, os.path.join(output_dir, "table1_builtin.png"), equivariance_key)
     return text
 
@@ -345,9 +401,23 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--equivariance", default=f"{ROTATION}_geodesic_deg", help="figure's equivariance key"
     )
+    parser.add_argument(
+        "--feature_scaling",
+        default=LEGACY_FEATURE_SCALING,
+        help="config.eval.feature_scaling of every probe (evaluation/probes.py)",
+    )
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score ledger lines of another --feature_scaling again from their checkpoints",
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, ROOT)
+    from seqjepa_jax.evaluation.probes import FEATURE_SCALINGS
     from seqjepa_jax.main import xla_flags_with_ynn
+
+    if args.feature_scaling not in FEATURE_SCALINGS:
+        parser.error(f"--feature_scaling={args.feature_scaling!r}: use one of {FEATURE_SCALINGS}.")
 
     # As `python -m seqjepa_jax.main` does by default: set before JAX starts.
     os.environ["XLA_FLAGS"] = xla_flags_with_ynn(os.environ.get("XLA_FLAGS", ""), True)
@@ -356,8 +426,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     ledger = read_ledger(ledger_path)
     if not ledger and args.output_dir:  # a fresh workdir continues the committed ledger
         ledger = read_ledger(os.path.join(args.output_dir, LEDGER))
-        with open(ledger_path, "w") as f:
-            f.writelines(json.dumps(line) + "\n" for line in ledger)
+        write_ledger(ledger, ledger_path)
+    if args.rescore:
+        ledger = rescore(ledger, args, ledger_path)
+    mixed = sorted({feature_scaling_of(line) for line in ledger} - {args.feature_scaling})
+    if mixed:
+        raise SystemExit(
+            f"The ledger {ledger_path} has lines scored with feature_scaling {mixed}, not "
+            f"--feature_scaling={args.feature_scaling}: one table, one probe protocol. Add "
+            "--rescore to score them again from their checkpoints, or pass the ledger's scaling."
+        )
     done = {(line["row"], line["seed"]) for line in ledger}
     # Seed-major: the first pass gives every row one seed, so an interrupted table already compares
     # every method; later passes add the seed spreads.

@@ -15,6 +15,7 @@ import ml_collections
 from seqjepa_jax import methods
 from seqjepa_jax.data import kinds
 from seqjepa_jax.data.integrity import BAD_FILE_POLICIES
+from seqjepa_jax.evaluation.probes import FEATURE_SCALINGS
 from seqjepa_jax.faults import NONFINITE_POLICIES
 from seqjepa_jax.models.resnet import STEMS
 from seqjepa_jax.optimizers import OPTIMIZERS
@@ -182,6 +183,11 @@ def validate_config(
         evaluation.batch_size >= 1 and evaluation.batch_size % device_count == 0,
         f"config.eval.batch_size={evaluation.batch_size} is not a positive multiple of the "
         f"{device_count} devices.",
+    )
+    check(
+        evaluation.feature_scaling in FEATURE_SCALINGS,
+        f"config.eval.feature_scaling={evaluation.feature_scaling!r} is not one of "
+        f"{FEATURE_SCALINGS}.",
     )
     knn_points, knn_limit = knn_training_points(config)
     check(

@@ -35,6 +35,7 @@ CASES = [
     ("eval.knn_k", 49, "config.eval.knn_k=49 must lie in [1, 48]"),
     ("eval.knn_k", 49, "(set by config.data.procedural.num_train_objects=48)"),
     ("eval.knn_k", 0, "config.eval.knn_k=0 must lie in [1,"),
+    ("eval.feature_scaling", "minmax", "config.eval.feature_scaling='minmax' is not one of"),
 ]
 
 

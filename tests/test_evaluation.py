@@ -170,6 +170,41 @@ def test_linear_regression_probe_recovers_a_linear_relation_and_matches_sklearn_
         probes.fit_regressor(x, y, x, head="lasso")
 
 
+def test_global_scaling_divides_every_centred_feature_by_one_rms_scale():
+    rng = np.random.default_rng(5)
+    train = rng.normal(size=(300, 4)) * np.array([0.01, 1.0, 3.0, 10.0]) + 7.0
+    test = rng.normal(size=(50, 4))
+    scaled_train, scaled_test = probes.standardise(train, test, scaling="global")
+    centred = train - train.mean(axis=0)
+    rms = np.sqrt(np.sum(centred**2) / centred.size)  # one number for all four features
+    np.testing.assert_allclose(scaled_train, centred / rms, rtol=1e-6)
+    np.testing.assert_allclose(scaled_test, (test - train.mean(axis=0)) / rms, rtol=1e-6)
+    # The encoder's geometry is kept: the features' relative scales are those of the input.
+    np.testing.assert_allclose(
+        scaled_train.std(axis=0) / scaled_train.std(axis=0)[-1], [0.001, 0.1, 0.3, 1.0], rtol=0.2
+    )
+    with pytest.raises(ValueError, match="Unknown feature scaling 'minmax'"):
+        probes.standardise(train, test, scaling="minmax")
+
+
+def test_a_nearly_constant_feature_misleads_the_per_feature_probe_not_the_global_one():
+    """A unit that is nearly always off on the training objects (std 1e-5) and on for held-out
+    objects (value 0.01): z-scored per feature it reaches 1e3 and wrecks the MLP probe's predictions
+    (the random-init artefact of issue 19); with one global scale it stays near 0.01."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(400, 6))
+    y = np.tanh(x[:, :2])
+    x[:, 5] = rng.normal(size=400) * 1e-5
+    x[300:, 5] = 0.01  # held out: the dead unit fires
+    kwargs = dict(hidden=16, steps=150, learning_rate=1e-2)
+    per_feature = probes.fit_regressor(x[:300], y[:300], x[300:], **kwargs)
+    global_ = probes.fit_regressor(x[:300], y[:300], x[300:], feature_scaling="global", **kwargs)
+    assert np.abs(probes.standardise(x[:300], x[300:])[1][:, 5]).min() > 100
+    assert np.abs(probes.standardise(x[:300], x[300:], scaling="global")[1][:, 5]).max() < 0.1
+    assert metrics.r2_pooled(y[300:], per_feature) < 0.0
+    assert metrics.r2_pooled(y[300:], global_) > 0.8
+
+
 def test_mlp_regression_probe_is_reproducible():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(200, 5))

@@ -135,3 +135,30 @@ def test_tiny_table_is_written_and_resumes_without_recomputing(table, tmp_path, 
     assert (tmp_path / "elsewhere" / "table1_builtin.jsonl").read_text() == (
         out / "table1_builtin.jsonl"
     ).read_text()
+    # Another probe protocol is refused until the ledger is rescored; rescoring needs the runs'
+    # checkpoints (named before any work), trains nothing and keeps every time in the ledger.
+    other = [*argv, "--feature_scaling=global"]
+    with pytest.raises(SystemExit, match="one table, one probe protocol"):
+        table.main(other)
+    elsewhere = [arg.replace(str(work), str(tmp_path / "no_runs")) for arg in other]
+    with pytest.raises(SystemExit, match="--rescore needs the finished runs' checkpoints, and 2"):
+        table.main([*elsewhere, "--rescore"])
+    from seqjepa_jax import train
+
+    train_and_evaluate = train.train_and_evaluate
+
+    def score_only(*args, **kwargs):
+        results = train_and_evaluate(*args, **kwargs)
+        assert results["steps_trained_this_run"] == 0, "rescoring trained"
+        return results
+
+    monkeypatch.setattr(train, "train_and_evaluate", score_only)
+    rescored = table.main([*other, "--rescore"])
+    assert [table.feature_scaling_of(entry) for entry in rescored] == ["global"] * 3
+    for old, new in zip(ledger, rescored):
+        unchanged = [k for k in old if k not in ("probes", "feature_scaling")]
+        assert [new[k] for k in unchanged] == [old[k] for k in unchanged]
+        assert new.keys() == old.keys()
+        assert new["probes"].keys() == old["probes"].keys()
+        assert new["probes"] != old["probes"]  # the probes really were fitted again
+    assert table.main(other) == rescored  # nothing left to rescore or train

@@ -5,8 +5,11 @@ The official offline evaluation trains its probes with AdamW for 300 epochs in m
 full-batch optimisation inside one jitted `lax.fori_loop`; the probe architectures are the
 official ones (linear classifier; MLP in→h→h→out with ReLU for rotations, spec §7.1; linear
 regressors for colour, blur and saccade positions, solved in closed form as ridge regression).
-Features are standardised with the training set's statistics first, so one learning rate serves
-encoders of any scale (a random-init encoder and a trained one alike).
+Features are centred and scaled with the training set's statistics first, so one learning rate
+serves encoders of any scale (a random-init encoder and a trained one alike). How they are scaled
+is `FEATURE_SCALINGS` (`standardise`): per feature (z-scores), or by one scale for all features,
+which leaves the encoder's geometry as it is (the official probes read raw features, spec §7.1)
+and cannot blow up a feature that is nearly constant on the training objects.
 
 Model selection without the test split (issue 19, `ProbeSelection`): given a validation split
 carved from the probe-training objects, `fit_regressor` early-stops every MLP at the step of
@@ -30,6 +33,15 @@ import optax
 from seqjepa_jax.evaluation import metrics
 
 REGRESSION_HEADS = ("mlp", "linear")
+# "per_feature": z-score every feature. "global": centre every feature, divide all of them by one
+# scale (the RMS of the centred training features). Per-feature z-scores divide a feature that is
+# constant on the training objects (a ReLU unit of a random network that is always off there:
+# std 0, divided by the 1e-6 guard) by its tiny std, so a held-out object where it fires a
+# little reaches a z-score of hundreds and an MLP probe extrapolates wildly from it: the
+# random-init encoder of the built-in Table 1 (seed 42) scores relative-rotation R² -32.9
+# (uniform) / -0.99 (pooled) per feature and -0.12 / 0.69 with one global scale (issue 19;
+# docs/evaluation.md).
+FEATURE_SCALINGS = ("per_feature", "global")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,10 +87,20 @@ class MLPRegressor(nn.Module):
         return nn.Dense(self.out_features)(x)
 
 
-def standardise(train: np.ndarray, *others: np.ndarray, eps: float = 1e-6) -> tuple:
-    """Z-scores every array with the training set's per-feature mean and std."""
-    mean, std = train.mean(axis=0), train.std(axis=0) + eps
-    return tuple((x - mean) / std for x in (train, *others))
+def standardise(
+    train: np.ndarray, *others: np.ndarray, scaling: str = "per_feature", eps: float = 1e-6
+) -> tuple:
+    """Centres every array on the training set's per-feature mean and divides it by the training
+    set's std: each feature's own (`scaling="per_feature"`, z-scores) or one for all features
+    (`"global"`: the root mean square of the centred training features; `FEATURE_SCALINGS`)."""
+    if scaling not in FEATURE_SCALINGS:
+        raise ValueError(f"Unknown feature scaling {scaling!r}; use one of {FEATURE_SCALINGS}.")
+    mean = train.mean(axis=0)
+    if scaling == "per_feature":
+        scale = train.std(axis=0) + eps
+    else:
+        scale = np.sqrt(np.mean(np.square(train - mean))) + eps
+    return tuple((x - mean) / scale for x in (train, *others))
 
 
 def _cross_entropy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
@@ -157,13 +179,15 @@ def linear_probe_logits(
     steps: int = 500,
     learning_rate: float = 1e-2,
     weight_decay: float = 1e-4,
+    feature_scaling: str = "per_feature",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fits a linear softmax classifier on frozen train features; (train logits, test logits).
 
     Only `train_x` / `train_y` reach the fit (and the standardisation): `test_x` may stack several
     held-out sets (in distribution and OOD) without any of them touching the probe.
+    `feature_scaling`: `standardise`'s `scaling`.
     """
-    train_x, test_x = standardise(train_x, test_x)
+    train_x, test_x = standardise(train_x, test_x, scaling=feature_scaling)
     model = nn.Dense(num_classes)
     params = fit_full_batch(
         model,
@@ -221,6 +245,7 @@ def fit_regressor(
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     selection: ProbeSelection = ProbeSelection(),
     seed: int = 0,
+    feature_scaling: str = "per_feature",
 ) -> np.ndarray:
     """Fits a regressor on frozen, standardised train features; returns its test predictions.
 
@@ -234,6 +259,7 @@ def fit_regressor(
     are chosen on it (module docstring): the MLP's weight decay from `selection.weight_decays`
     and its step by early stopping (`weight_decay` is then unused), ridge's penalty from
     `selection.ridge_alphas` (`ridge_alpha` unused). `seed` initialises the MLP.
+    `feature_scaling`: `standardise`'s `scaling`.
 
     `standardise_targets` fits the MLP on per-column z-scored targets (train statistics) and maps
     its predictions back. Not the official protocol (raw targets, spec §12.2): with raw targets a
@@ -244,9 +270,11 @@ def fit_regressor(
     if head not in REGRESSION_HEADS:
         raise ValueError(f"Unknown regression head {head!r}; use one of {REGRESSION_HEADS}.")
     if validation is None:
-        train_x, test_x = standardise(train_x, test_x)
+        train_x, test_x = standardise(train_x, test_x, scaling=feature_scaling)
     else:
-        train_x, test_x, val_x = standardise(train_x, test_x, validation[0])
+        train_x, test_x, val_x = standardise(
+            train_x, test_x, validation[0], scaling=feature_scaling
+        )
         val_y = validation[1]
     if head == "linear":
         if validation is None:

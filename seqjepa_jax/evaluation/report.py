@@ -139,6 +139,7 @@ def frozen_probe_report(
     ood: dict[str, np.ndarray] | None = None,
     standardise_targets: bool = False,
     selection: probes.ProbeSelection | None = None,
+    feature_scaling: str = "per_feature",
 ) -> dict[str, float]:
     """Fits every frozen-feature probe on `train` features and scores it on `test` features.
 
@@ -154,6 +155,8 @@ def frozen_probe_report(
     `standardise_targets`: fit the MLP regressors on z-scored target columns
     (`probes.fit_regressor`; `config.eval.standardise_targets`, off by default as in the official
     protocol).
+    `feature_scaling`: how every probe's input features are scaled (`probes.standardise`;
+    `config.eval.feature_scaling`).
     """
     report: dict[str, float] = {}
     # Shallow copies: the one-view `z0` inputs added below must not reach the caller's dicts.
@@ -166,7 +169,12 @@ def frozen_probe_report(
     def classify(key: str, name: str) -> None:
         test_x, cuts = stack([split[key] for split in held_out.values()])
         _, logits = probes.linear_probe_logits(
-            train[key], train["label"], test_x, num_classes, steps=probe_steps
+            train[key],
+            train["label"],
+            test_x,
+            num_classes,
+            steps=probe_steps,
+            feature_scaling=feature_scaling,
         )
         for (prefix, split), part in zip(held_out.items(), np.split(logits, cuts)):
             report[f"{prefix}{name}"] = metrics.top1_accuracy(split["label"], part)
@@ -209,6 +217,7 @@ def frozen_probe_report(
                     validation=None if validation is None else task.examples(validation),
                     selection=selection or probes.ProbeSelection(),
                     seed=seed,
+                    feature_scaling=feature_scaling,
                 )
                 for prefix, (_, y), part in zip(held_out, examples, np.split(predictions, cuts)):
                     if name == task.name:

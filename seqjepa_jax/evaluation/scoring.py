@@ -94,6 +94,7 @@ def score_state(
         combined=combined,
         ood=ood_features,
         selection=probe_selection(config),
+        feature_scaling=config.eval.feature_scaling,
     )
     for prefix, test in (("", eval_features), ("ood_", ood_features)):
         if test is None:
