@@ -190,12 +190,12 @@ def rescore(ledger: list[dict], args: argparse.Namespace, ledger_path: str) -> l
         if feature_scaling_of(line) != args.feature_scaling
         and (not args.only or line["row"] in args.only.split(","))
     ]
-    workdirs = {
-        index: os.path.join(args.workdir, ledger[index]["row"], f"seed{ledger[index]['seed']}")
+    workdirs = [
+        os.path.join(args.workdir, ledger[index]["row"], f"seed{ledger[index]['seed']}")
         for index in stale
         if rows[ledger[index]["row"]].train
-    }
-    missing = [w for w in workdirs.values() if not os.path.isdir(os.path.join(w, "checkpoints"))]
+    ]
+    missing = [w for w in workdirs if not os.path.isdir(os.path.join(w, "checkpoints"))]
     if missing:
         raise SystemExit(
             f"--rescore needs the finished runs' checkpoints, and {len(missing)} are missing: "
@@ -205,8 +205,11 @@ def rescore(ledger: list[dict], args: argparse.Namespace, ledger_path: str) -> l
     for index in stale:
         old = ledger[index]
         fresh = run_one(rows[old["row"]], old["seed"], args)
-        ledger[index] = {**old, "feature_scaling": fresh["feature_scaling"]}
-        ledger[index]["probes"] = fresh["probes"]
+        ledger[index] = {
+            **old,
+            "feature_scaling": fresh["feature_scaling"],
+            "probes": fresh["probes"],
+        }
         write_ledger(ledger, ledger_path)
         print(f"{old['row']} seed {old['seed']}: rescored ({args.feature_scaling})", flush=True)
     return ledger
