@@ -406,8 +406,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     )
     parser.add_argument(
         "--feature_scaling",
-        default=LEGACY_FEATURE_SCALING,
-        help="config.eval.feature_scaling of every probe (evaluation/probes.py)",
+        default=None,
+        help="config.eval.feature_scaling of every probe (default: the config's; probes.py)",
     )
     parser.add_argument(
         "--rescore",
@@ -416,9 +416,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     )
     args = parser.parse_args(argv)
     sys.path.insert(0, ROOT)
+    from seqjepa_jax.config_defaults import base_config
     from seqjepa_jax.evaluation.probes import FEATURE_SCALINGS
     from seqjepa_jax.main import xla_flags_with_ynn
 
+    if args.feature_scaling is None:
+        args.feature_scaling = base_config().eval.feature_scaling
     if args.feature_scaling not in FEATURE_SCALINGS:
         parser.error(f"--feature_scaling={args.feature_scaling!r}: use one of {FEATURE_SCALINGS}.")
 

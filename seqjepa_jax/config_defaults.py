@@ -163,12 +163,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.probe_weight_decays = (1e-4, 1e-2, 1e-1)
     config.eval.ridge_alphas = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
     config.eval.probe_seeds = (0,)
-    # How probe inputs are scaled (`evaluation/probes.py` FEATURE_SCALINGS): "per_feature" z-scores,
-    # which blow up features that are nearly constant on the training objects (a random network's
-    # near-dead units) and then mislead the MLP probes; "global" divides by one scale instead.
-    # Per-feature stays the default until the committed results (Table 1, the default run) are
-    # rescored with "global" (docs/evaluation.md).
-    config.eval.feature_scaling = "per_feature"
+    # How probe inputs are scaled (`evaluation/probes.py` FEATURE_SCALINGS): "global" centres every
+    # feature and divides all of them by one scale, the official raw-feature probes (spec §7.1) up
+    # to a constant; "per_feature" z-scores blow up features that are nearly constant on the
+    # training objects (a random network's dead units) and mislead the MLP probes (issue 19;
+    # docs/evaluation.md). Equal to probes.DEFAULT_FEATURE_SCALING (this module stays JAX-free).
+    config.eval.feature_scaling = "global"
     config.eval.knn_k = 20  # neighbours of the cosine k-NN probe (evaluate's --knn_k overrides)
     config.eval.compare_random_init = True  # also probe a randomly initialised model.
     # Offline evaluation also scores the probes on the OOD split (spec §6.2; issue 10).

@@ -197,12 +197,24 @@ def test_a_nearly_constant_feature_misleads_the_per_feature_probe_not_the_global
     x[:, 5] = rng.normal(size=400) * 1e-5
     x[300:, 5] = 0.01  # held out: the dead unit fires
     kwargs = dict(hidden=16, steps=150, learning_rate=1e-2)
-    per_feature = probes.fit_regressor(x[:300], y[:300], x[300:], **kwargs)
+    per_feature = probes.fit_regressor(
+        x[:300], y[:300], x[300:], feature_scaling="per_feature", **kwargs
+    )
     global_ = probes.fit_regressor(x[:300], y[:300], x[300:], feature_scaling="global", **kwargs)
-    assert np.abs(probes.standardise(x[:300], x[300:])[1][:, 5]).min() > 100
+    assert np.abs(probes.standardise(x[:300], x[300:], scaling="per_feature")[1][:, 5]).min() > 100
     assert np.abs(probes.standardise(x[:300], x[300:], scaling="global")[1][:, 5]).max() < 0.1
     assert metrics.r2_pooled(y[300:], per_feature) < 0.0
     assert metrics.r2_pooled(y[300:], global_) > 0.8
+
+
+def test_the_probes_and_the_config_default_to_the_same_feature_scaling():
+    """config_defaults stays JAX-free, so it spells the default out; it must be the probes' one."""
+    assert load_config("default").eval.feature_scaling == probes.DEFAULT_FEATURE_SCALING == "global"
+    x = np.random.default_rng(7).normal(size=(50, 3)) * np.array([1.0, 2.0, 4.0])
+    for by_default, explicit in zip(
+        probes.standardise(x, x), probes.standardise(x, x, scaling="global")
+    ):
+        np.testing.assert_array_equal(by_default, explicit)
 
 
 def test_mlp_regression_probe_is_reproducible():

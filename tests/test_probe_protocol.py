@@ -65,7 +65,13 @@ def test_ridge_penalty_is_chosen_on_validation_as_sklearn_would_score_it():
     selection = probes.ProbeSelection(ridge_alphas=(1e-3, 10.0, 1e5))
     fit_x, val_x, test_x = x[:50], x[50:70], x[70:]
     ours = probes.fit_regressor(
-        fit_x, y[:50], test_x, head="linear", validation=(val_x, y[50:70]), selection=selection
+        fit_x,
+        y[:50],
+        test_x,
+        head="linear",
+        validation=(val_x, y[50:70]),
+        selection=selection,
+        feature_scaling="per_feature",  # the z-scores below
     )
     mean, std = fit_x.mean(0), fit_x.std(0) + 1e-6
     scaled = [(a - mean) / std for a in (fit_x, val_x, test_x)]

@@ -137,7 +137,8 @@ def test_tiny_table_is_written_and_resumes_without_recomputing(table, tmp_path, 
     ).read_text()
     # Another probe protocol is refused until the ledger is rescored; rescoring needs the runs'
     # checkpoints (named before any work), trains nothing and keeps every time in the ledger.
-    other = [*argv, "--feature_scaling=global"]
+    assert {table.feature_scaling_of(entry) for entry in ledger} == {"global"}  # the default
+    other = [*argv, "--feature_scaling=per_feature"]
     with pytest.raises(SystemExit, match="one table, one probe protocol"):
         table.main(other)
     elsewhere = [arg.replace(str(work), str(tmp_path / "no_runs")) for arg in other]
@@ -154,7 +155,7 @@ def test_tiny_table_is_written_and_resumes_without_recomputing(table, tmp_path, 
 
     monkeypatch.setattr(train, "train_and_evaluate", score_only)
     rescored = table.main([*other, "--rescore"])
-    assert [table.feature_scaling_of(entry) for entry in rescored] == ["global"] * 3
+    assert [table.feature_scaling_of(entry) for entry in rescored] == ["per_feature"] * 3
     for old, new in zip(ledger, rescored):
         unchanged = [k for k in old if k not in ("probes", "feature_scaling")]
         assert [new[k] for k in unchanged] == [old[k] for k in unchanged]

@@ -40,8 +40,10 @@ REGRESSION_HEADS = ("mlp", "linear")
 # little reaches a z-score of hundreds and an MLP probe extrapolates wildly from it: the
 # random-init encoder of the built-in Table 1 (seed 42) scores relative-rotation R² -32.9
 # (uniform) / -0.99 (pooled) per feature and -0.12 / 0.69 with one global scale (issue 19;
-# docs/evaluation.md).
+# docs/evaluation.md). Global is the default (config.eval.feature_scaling, which must agree): it
+# is the official raw-feature protocol (spec §7.1) up to one constant and has no knob to tune.
 FEATURE_SCALINGS = ("per_feature", "global")
+DEFAULT_FEATURE_SCALING = "global"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +90,10 @@ class MLPRegressor(nn.Module):
 
 
 def standardise(
-    train: np.ndarray, *others: np.ndarray, scaling: str = "per_feature", eps: float = 1e-6
+    train: np.ndarray,
+    *others: np.ndarray,
+    scaling: str = DEFAULT_FEATURE_SCALING,
+    eps: float = 1e-6,
 ) -> tuple:
     """Centres every array on the training set's per-feature mean and divides it by the training
     set's std: each feature's own (`scaling="per_feature"`, z-scores) or one for all features
@@ -179,7 +184,7 @@ def linear_probe_logits(
     steps: int = 500,
     learning_rate: float = 1e-2,
     weight_decay: float = 1e-4,
-    feature_scaling: str = "per_feature",
+    feature_scaling: str = DEFAULT_FEATURE_SCALING,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fits a linear softmax classifier on frozen train features; (train logits, test logits).
 
@@ -245,7 +250,7 @@ def fit_regressor(
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     selection: ProbeSelection = ProbeSelection(),
     seed: int = 0,
-    feature_scaling: str = "per_feature",
+    feature_scaling: str = DEFAULT_FEATURE_SCALING,
 ) -> np.ndarray:
     """Fits a regressor on frozen, standardised train features; returns its test predictions.
 

@@ -139,7 +139,7 @@ def frozen_probe_report(
     ood: dict[str, np.ndarray] | None = None,
     standardise_targets: bool = False,
     selection: probes.ProbeSelection | None = None,
-    feature_scaling: str = "per_feature",
+    feature_scaling: str = probes.DEFAULT_FEATURE_SCALING,
 ) -> dict[str, float]:
     """Fits every frozen-feature probe on `train` features and scores it on `test` features.
 
