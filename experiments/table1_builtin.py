@@ -31,6 +31,12 @@ One probe protocol per table: every ledger line names the `feature_scaling` of i
 A run with another `--feature_scaling` than the ledger's refuses to mix them; `--rescore` scores
 those lines again from their final checkpoints (no training; wall and train times kept, the
 random-init rows recomputed), one line at a time, so it resumes too.
+
+One training budget per table: every line names its `num_epochs` (`--epochs`, else the config's).
+A run with another budget than the ledger's is refused before any work, since its (row, seed)
+pairs would count as done and a rescore would train them further: a longer budget gets its own
+workdir and output folder (`experiments/results/table1_builtin_long`: one seed of the key rows at
+twice the steps, issue 19 §4).
 """
 
 from __future__ import annotations
@@ -157,6 +163,7 @@ def run_one(row: Row, seed: int, args: argparse.Namespace) -> dict:
         "wall_minutes": round((time.time() - started) / 60, 2),
         "train_minutes": round(train_seconds / 60, 2),
         "feature_scaling": config.eval.feature_scaling,
+        "num_epochs": config.train.num_epochs,
         "probes": scores,
     }
     if resumed_from:  # the interrupted part took an unknown time: no wall time, not a wrong one
@@ -167,6 +174,24 @@ def run_one(row: Row, seed: int, args: argparse.Namespace) -> dict:
 def feature_scaling_of(line: dict) -> str:
     """The probe feature scaling a ledger line was scored with (module docstring)."""
     return line.get("feature_scaling", LEGACY_FEATURE_SCALING)
+
+
+def budgets_of(ledger: Sequence[dict]) -> list[str]:
+    """The training budgets (`num_epochs`) of the ledger's lines; "None" where not recorded."""
+    return sorted({str(line.get("num_epochs")) for line in ledger})
+
+
+def check_one_budget(ledger: Sequence[dict], num_epochs: int, ledger_path: str) -> None:
+    """Refuses a run whose training budget differs from the ledger's (module docstring): a
+    (row, seed) of another budget would count as done, and a rescore would train it further."""
+    other = [budget for budget in budgets_of(ledger) if budget != str(num_epochs)]
+    if other:
+        raise SystemExit(
+            f"The ledger {ledger_path} has runs trained for num_epochs {other} (None: not "
+            f"recorded), not {num_epochs}: one table, one training budget. Give another budget "
+            "its own --workdir and --output_dir (as experiments/results/table1_builtin_long), "
+            "or pass the ledger's --epochs."
+        )
 
 
 def write_ledger(ledger: Sequence[dict], path: str) -> None:
@@ -381,7 +406,9 @@ def write_outputs(ledger: Sequence[dict], output_dir: str, equivariance_key: str
     """The Markdown table with floors and claims, the ledger copy and the figure."""
     os.makedirs(output_dir, exist_ok=True)
     summary = summarise(ledger)
-    text = "# Table 1 on the built-in data\n\n" + table_markdown(summary)
+    text = "# Table 1 on the built-in data\n\n"
+    text += f"Training budget: {', '.join(budgets_of(ledger))} epochs per run.\n\n"
+    text += table_markdown(summary)
     text += "\n## The paper's claims on this data and budget\n\n"
     text += "".join(f"- {claim}\n" for claim in claims(summary))
     with open(os.path.join(output_dir, "table1_builtin.md"), "w") as f:
@@ -433,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     if not ledger and args.output_dir:  # a fresh workdir continues the committed ledger
         ledger = read_ledger(os.path.join(args.output_dir, LEDGER))
         write_ledger(ledger, ledger_path)
+    check_one_budget(ledger, row_config(ROWS[0], SEEDS[0], args).train.num_epochs, ledger_path)
     if args.rescore:
         ledger = rescore(ledger, args, ledger_path)
     mixed = sorted({feature_scaling_of(line) for line in ledger} - {args.feature_scaling})

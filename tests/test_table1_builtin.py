@@ -135,6 +135,12 @@ def test_tiny_table_is_written_and_resumes_without_recomputing(table, tmp_path, 
     assert (tmp_path / "elsewhere" / "table1_builtin.jsonl").read_text() == (
         out / "table1_builtin.jsonl"
     ).read_text()
+    # Another training budget is refused before any work: its (row, seed) pairs would count as
+    # done, and a rescore would train them further.
+    assert {entry["num_epochs"] for entry in ledger} == {1}
+    assert "Training budget: 1 epochs per run." in (out / "table1_builtin.md").read_text()
+    with pytest.raises(SystemExit, match="num_epochs \\['1'\\] .*not 2: one table, one training"):
+        table.main([*argv, "--epochs=2"])
     # Another probe protocol is refused until the ledger is rescored; rescoring needs the runs'
     # checkpoints (named before any work), trains nothing and keeps every time in the ledger.
     assert {table.feature_scaling_of(entry) for entry in ledger} == {"global"}  # the default
