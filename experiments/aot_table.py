@@ -13,7 +13,8 @@ Another chip type is taken to need what v5e needs at the same per-chip batch, sc
 measured on 3DIEBench, the recipe compiled on every chip type (and float32 likewise, by the
 3DIEBench float32 / bfloat16 ratio on v5e); the roofline then uses that chip's
 figures (seqjepa_jax/accelerators.py), and the collectives keep the bytes of the recipe's compiled
-step (the gradient and BatchNorm all-reduces do not depend on the batch).
+step of the same dtype where there is one (the gradient and BatchNorm all-reduces do not depend on
+the batch; the bf16 step all-reduces bf16 gradients).
 """
 
 from __future__ import annotations
@@ -201,12 +202,15 @@ def table(records: list[dict]) -> str:
     ]
     for recipe in RECIPE_ORDER:
         source, batch = ALIASES.get(recipe, (recipe, None))
-        sample = next((r for r in records if r["recipe"] == source and r.get("fits")), None)
-        if sample is None:
+        compiled = [r for r in records if r["recipe"] == source and r.get("fits")]
+        if not compiled:
             continue
-        if batch is not None:
-            sample = {**sample, "global_batch": batch}
         for dtype in ("bfloat16", "float32"):
+            # The collectives of a compiled step of this dtype where there is one: the bf16 step
+            # all-reduces bf16 gradients, half the bytes of the fp32 step's.
+            sample = next((r for r in compiled if r["dtype"] == dtype), compiled[0])
+            if batch is not None:
+                sample = {**sample, "global_batch": batch}
             for topology in SLICES:
                 cell = measured.get((recipe, topology, dtype))
                 est = extrapolate(source, topology, dtype, sample, models, ratios)
