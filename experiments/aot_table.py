@@ -207,7 +207,7 @@ def table(records: list[dict]) -> str:
             continue
         for dtype in ("bfloat16", "float32"):
             # The collectives of a compiled step of this dtype where there is one: the bf16 step
-            # all-reduces bf16 gradients, half the bytes of the fp32 step's.
+            # all-reduces bf16 gradients, about half the bytes of the fp32 step's.
             sample = next((r for r in compiled if r["dtype"] == dtype), compiled[0])
             if batch is not None:
                 sample = {**sample, "global_batch": batch}
